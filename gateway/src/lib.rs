@@ -1,0 +1,6 @@
+//! mailgate: the gateway library. `main.rs` only parses the command line and calls in.
+
+pub mod cli;
+pub mod config;
+pub mod plugin;
+pub mod store;
