@@ -12,19 +12,23 @@ pub const ABI_VERSION: u32 = 1;
 /// Name of the one symbol a plugin exports (see [`EntryFn`]).
 pub const ENTRY_SYMBOL: &str = "mailgate_plugin_entry";
 
+/// The functions are `unsafe` to call: the caller must pass pointers valid for the
+/// lengths given, as each type's documentation says.
+///
 /// The entry point: the host offers the highest ABI version it speaks; the plugin
 /// answers [`status::OK`] and writes a pointer to its `'static` record, or
 /// [`status::UNSUPPORTED_ABI`] when it cannot speak any version up to the offer.
-pub type EntryFn = extern "C" fn(host_abi_max: u32, record_out: *mut *const PluginRecord) -> i32;
+pub type EntryFn =
+    unsafe extern "C" fn(host_abi_max: u32, record_out: *mut *const PluginRecord) -> i32;
 
 /// Writes the provider descriptor as UTF-8 JSON into `out[..cap]` and its length into
 /// `*out_len`. When `cap` is too small it writes nothing, stores the length it needs in
 /// `*out_len` and returns [`status::BUFFER_TOO_SMALL`]; the host retries once.
-pub type DescriptorFn = extern "C" fn(out: *mut u8, cap: usize, out_len: *mut usize) -> i32;
+pub type DescriptorFn = unsafe extern "C" fn(out: *mut u8, cap: usize, out_len: *mut usize) -> i32;
 
 /// Runs the hook named by `name` (UTF-8) on a JSON input; the JSON output follows the
 /// same buffer protocol as [`DescriptorFn`]. Unknown names answer [`status::UNKNOWN_HOOK`].
-pub type HookFn = extern "C" fn(
+pub type HookFn = unsafe extern "C" fn(
     name: *const u8,
     name_len: usize,
     input: *const u8,

@@ -187,18 +187,21 @@ unsafe fn finish(
 #[macro_export]
 macro_rules! export_provider {
     ($provider:expr $(,)?) => {
+        // The expansion is the plugin side of the ABI: raw pointers in, so unsafe.
+        #[allow(unsafe_code)]
         const _: () = {
             static PROVIDER: $crate::Provider = $provider;
 
-            extern "C" fn descriptor_json(out: *mut u8, cap: usize, out_len: *mut usize) -> i32 {
-                #[allow(unsafe_code)]
+            unsafe extern "C" fn descriptor_json(
+                out: *mut u8,
+                cap: usize,
+                out_len: *mut usize,
+            ) -> i32 {
                 // SAFETY: the host upholds the buffer contract of `abi::DescriptorFn`.
-                unsafe {
-                    $crate::export::descriptor_json(&PROVIDER, out, cap, out_len)
-                }
+                unsafe { $crate::export::descriptor_json(&PROVIDER, out, cap, out_len) }
             }
 
-            extern "C" fn hook(
+            unsafe extern "C" fn hook(
                 name: *const u8,
                 name_len: usize,
                 input: *const u8,
@@ -207,7 +210,6 @@ macro_rules! export_provider {
                 cap: usize,
                 out_len: *mut usize,
             ) -> i32 {
-                #[allow(unsafe_code)]
                 // SAFETY: the host upholds the buffer contract of `abi::HookFn`.
                 unsafe {
                     $crate::export::hook(
@@ -220,9 +222,8 @@ macro_rules! export_provider {
                 $crate::abi::PluginRecord::new(descriptor_json, Some(hook));
 
             /// The plugin's one entry point (see `mailgate_sdk::abi::EntryFn`).
-            #[allow(unsafe_code)]
             #[unsafe(no_mangle)]
-            pub extern "C" fn mailgate_plugin_entry(
+            pub unsafe extern "C" fn mailgate_plugin_entry(
                 host_abi_max: u32,
                 record_out: *mut *const $crate::abi::PluginRecord,
             ) -> i32 {
