@@ -12,3 +12,5 @@ pub fn workspace_root() -> PathBuf {
     // `tests/` sits directly under the root; `parent()` of an absolute path exists.
     here.parent().map(PathBuf::from).unwrap_or(here)
 }
+pub mod mailstack;
+pub mod oauth_emulator;

@@ -1,0 +1,1 @@
+//! The local real mail stack (Dovecot + Postfix on loopback); being built.

@@ -1,0 +1,1 @@
+//! OAuth 2.0 provider emulator for tests; being built.
