@@ -1,1 +1,216 @@
-//! placeholder
+//! The gateway's durable state: SQLite behind the [`Store`] trait.
+//!
+//! Every hand-off that crosses a process boundary goes through the store first
+//! (DESIGN §3): a request is durable before the API answers, a message before it is
+//! sent, a decision before the callback is tried. The [`Store`] trait is the only
+//! way the rest of the gateway touches the database, so that a PostgreSQL backend
+//! can serve an active/passive pair later (§9) without callers changing.
+//!
+//! # The SQLite backend
+//!
+//! [`SqliteStore`] opens the file with `journal_mode=WAL`, `synchronous=FULL` (a
+//! commit that returned survives power loss), `foreign_keys=ON` and a busy timeout,
+//! creating it with mode 0600 when absent. The schema is a list of numbered
+//! migrations embedded in the binary ([`migrations()`]); `PRAGMA user_version`
+//! records how many are applied, and each one is applied in its own transaction
+//! together with bumping that number, so an interrupted upgrade leaves the previous
+//! version intact and opening again finishes it. A database written by a newer
+//! mailgate ([`SCHEMA_VERSION`] smaller than its `user_version`) is refused without
+//! being touched: older code must never downgrade or reinterpret it.
+//!
+//! The connection sits behind a mutex; every call is short and synchronous, so
+//! async callers should run it on a blocking thread.
+//!
+//! # Tables
+//!
+//! | table | holds |
+//! |---|---|
+//! | `accounts` | the mailboxes: provider, address, state (`active`, `reauth_required`, `disabled`), last error, when the access token expires, and the encrypted secrets |
+//! | `approvals` | approval requests: short reference, requester, what is asked, quorum (`approvals_required`, `reject_on_any`), status, callback URL, idempotency key, deadlines |
+//! | `approver_tokens` | per approver of an approval: the hash of their single-use reply token and when it was used |
+//! | `outbox` | every outgoing message, claimed by senders with a lease, with its stable Message-ID, attempts and next retry time |
+//! | `inbox_cursors` | per account: the INBOX UIDVALIDITY and the last processed UID, so a restart neither misses nor repeats a reply |
+//! | `audit` | evidence of every decision and refused reply, with a JSON detail |
+//!
+//! # Invariants
+//!
+//! - **Only token hashes are stored.** `approver_tokens.token_hash` is the SHA-256
+//!   of the 128-bit token; the table refuses anything but a 32-byte blob, so the raw
+//!   token (16 bytes) or a hex string cannot slip in. A stolen database cannot be
+//!   used to answer for an approver.
+//! - **`accounts.secrets` holds ciphertext only** (AEAD, account id as associated
+//!   data, key outside the database, DESIGN §5). The store never decrypts, and
+//!   [`AccountRow`]'s `Debug` prints only the length.
+//! - **The audit log is append-only.** Triggers abort every `UPDATE` and `DELETE` on
+//!   `audit`, and every insert that would replace an existing row, with "audit is
+//!   append-only", whatever code or tool issues them.
+//! - **History outlives accounts.** Approvals, outbox rows and audit entries keep
+//!   their `account_id` after the account is removed (no foreign key); only the
+//!   account's inbox cursor goes with it.
+//! - All times are unix seconds (`i64`).
+
+mod error;
+mod migrations;
+mod sqlite;
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use error::{Result, StoreError};
+pub use migrations::{Migration, SCHEMA_VERSION, migrations};
+pub use sqlite::SqliteStore;
+
+/// The gateway's durable state. Implemented by [`SqliteStore`]; a PostgreSQL
+/// backend is expected later, so nothing here may leak SQLite specifics.
+///
+/// `Sync` as well as `Send`: one store is shared by the API, the workers and the
+/// readers.
+pub trait Store: Send + Sync {
+    /// The schema version the database is at (after opening: [`SCHEMA_VERSION`]).
+    fn schema_version(&self) -> Result<u32>;
+
+    /// Inserts the account or replaces everything but its `created_at`.
+    fn upsert_account(&self, account: &AccountRow) -> Result<()>;
+    fn get_account(&self, id: &str) -> Result<Option<AccountRow>>;
+    /// All accounts, ordered by id.
+    fn list_accounts(&self) -> Result<Vec<AccountRow>>;
+    /// Sets the state and last error (`None` clears it) and bumps `updated_at`.
+    /// [`StoreError::NotFound`] if there is no such account.
+    fn set_account_state(
+        &self,
+        id: &str,
+        state: AccountState,
+        last_error: Option<&str>,
+    ) -> Result<()>;
+    /// Removes the account and its inbox cursor; `false` if there was none.
+    fn remove_account(&self, id: &str) -> Result<bool>;
+
+    fn get_inbox_cursor(&self, account_id: &str) -> Result<Option<InboxCursor>>;
+    /// Inserts or replaces the account's cursor. [`StoreError::NotFound`] if the
+    /// account does not exist.
+    fn set_inbox_cursor(&self, cursor: &InboxCursor) -> Result<()>;
+
+    /// Appends an entry to the audit log and returns its id.
+    fn append_audit(&self, entry: &AuditEntry) -> Result<i64>;
+    /// The newest `limit` entries, optionally only those about one approval,
+    /// returned oldest first.
+    fn list_audit(&self, approval_id: Option<&str>, limit: u32) -> Result<Vec<AuditRecord>>;
+}
+
+/// Whether an account can be used to send and read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccountState {
+    Active,
+    /// A refresh was refused (`invalid_grant`, revoked consent, …): an admin must
+    /// authorise the account again.
+    ReauthRequired,
+    /// Switched off by an admin.
+    Disabled,
+}
+
+impl AccountState {
+    pub const ALL: [Self; 3] = [Self::Active, Self::ReauthRequired, Self::Disabled];
+
+    /// The spelling stored in the database and shown to admins.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::ReauthRequired => "reauth_required",
+            Self::Disabled => "disabled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+}
+
+impl fmt::Display for AccountState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AccountState {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s).ok_or_else(|| StoreError::Invalid {
+            what: "account state",
+            value: s.to_owned(),
+        })
+    }
+}
+
+/// One mailbox account as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    pub id: String,
+    /// The provider plugin's id.
+    pub provider: String,
+    pub address: String,
+    pub state: AccountState,
+    pub last_error: Option<String>,
+    pub token_expires_at: Option<i64>,
+    /// AEAD ciphertext of the account's tokens and client secret; never plaintext.
+    pub secrets: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+// Hand-written so that even the ciphertext stays out of logs.
+impl fmt::Debug for AccountRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountRow")
+            .field("id", &self.id)
+            .field("provider", &self.provider)
+            .field("address", &self.address)
+            .field("state", &self.state)
+            .field("last_error", &self.last_error)
+            .field("token_expires_at", &self.token_expires_at)
+            .field(
+                "secrets",
+                &self
+                    .secrets
+                    .as_ref()
+                    .map(|s| format!("<{} bytes>", s.len())),
+            )
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+/// How far the reader got in an account's INBOX.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxCursor {
+    pub account_id: String,
+    /// The mailbox's UIDVALIDITY when `last_uid` was read; if the server now
+    /// reports another, the UIDs were renumbered and `last_uid` is meaningless.
+    pub uidvalidity: u32,
+    /// The highest UID processed; 0 before the first message.
+    pub last_uid: u32,
+    pub updated_at: i64,
+}
+
+/// An audit log entry to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub at: i64,
+    pub account_id: Option<String>,
+    pub approval_id: Option<String>,
+    /// What happened, e.g. `decision.recorded` or `reply.refused`.
+    pub kind: String,
+    /// The Message-ID of the email that is the evidence, if any.
+    pub message_id: Option<String>,
+    pub sender: Option<String>,
+    /// The evidence: headers, the parsed line, why it counted or not.
+    pub detail: serde_json::Value,
+}
+
+/// An audit log entry as stored, with its id (ids only grow).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub entry: AuditEntry,
+}
