@@ -166,8 +166,11 @@ fn a_third_provider_written_against_the_sdk_loads_unchanged() {
     );
 }
 
+/// Recognises one kind of refusal.
+type IsReason = fn(&RefusalReason) -> bool;
+
 /// Expected refusal for each broken fixture, and a word the message must contain.
-fn expected(package: &str) -> Option<(fn(&RefusalReason) -> bool, &'static str)> {
+fn expected(package: &str) -> Option<(IsReason, &'static str)> {
     Some(match package {
         "fixture-wrong-abi" => (|r| matches!(r, RefusalReason::AbiVersion { .. }), "ABI v2"),
         "fixture-no-entry" => (
