@@ -2,6 +2,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod mail;
+pub mod oauth;
 pub mod plugin;
 pub mod preflight;
+pub mod secrets;
 pub mod store;

@@ -2,6 +2,7 @@
 //! Each subcommand prints for a human and returns the process exit code.
 
 mod check_config;
+mod key;
 mod plugins;
 
 use std::path::PathBuf;
@@ -52,6 +53,22 @@ pub enum Command {
     /// Inspect provider plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Manage the key that encrypts tokens and client secrets at rest.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// `mailgate key …`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a new key file (mode 0600); never overwrites an existing one.
+    Generate {
+        /// Where to write the key. Default: the key file the configuration resolves
+        /// to (`[secrets] key_file`, else `$CREDENTIALS_DIRECTORY/mailgate.key`, else
+        /// /etc/mailgate/mailgate.key).
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `mailgate plugins …`
@@ -76,6 +93,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::CheckConfig => check_config::run(&cli.config),
         Command::Plugins(PluginsCommand::List { dir }) => plugins::list(&cli.config, dir),
         Command::Plugins(PluginsCommand::Verify { file }) => plugins::verify(&cli.config, &file),
+        Command::Key(KeyCommand::Generate { out }) => {
+            key::generate(&out.unwrap_or_else(|| key::default_path(&cli.config)))
+        }
     }
 }
 

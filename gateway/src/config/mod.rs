@@ -13,12 +13,15 @@ mod validate;
 
 use std::path::Path;
 
+/// Re-exported from [`crate::secrets`], where it lives, for code that reads secrets
+/// through the configuration.
+pub use crate::secrets::Secret;
 pub use error::{ConfigError, ConfigProblem, SecretError};
 pub use model::{
     AccountConfig, AccountOverrides, AdminConfig, AuthResultsConfig, AuthResultsPolicy,
     CallbacksConfig, Config, DEFAULT_KEY_FILE, DefaultsConfig, KEY_CREDENTIAL_NAME, ListenerTls,
-    PluginsConfig, SUPPORTED_LOCALES, Secret, SecretSource, SecretsConfig, ServerConfig,
-    ServerOverride, StoreConfig,
+    PluginsConfig, SUPPORTED_LOCALES, SecretSource, SecretsConfig, ServerConfig, ServerOverride,
+    StoreConfig,
 };
 pub use validate::is_valid_email;
 

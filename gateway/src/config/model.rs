@@ -12,6 +12,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::error::SecretError;
+use crate::secrets::Secret;
 
 /// Locales the request and confirmation emails are written in.
 pub const SUPPORTED_LOCALES: [&str; 5] = ["en", "pt", "fr", "de", "es"];
@@ -360,13 +361,15 @@ impl SecretSource {
                 }
             },
         };
-        let trimmed = raw.trim();
+        // Wrapped at once so the untrimmed copy is wiped on drop too.
+        let raw = Secret::new(raw);
+        let trimmed = raw.expose().trim();
         if trimmed.is_empty() {
             return Err(SecretError::Empty {
                 source_name: self.to_string(),
             });
         }
-        Ok(Secret(trimmed.to_owned()))
+        Ok(Secret::new(trimmed.to_owned()))
     }
 }
 
@@ -427,29 +430,5 @@ impl<'de> Visitor<'de> for SecretSourceVisitor {
             found = Some(source);
         }
         found.ok_or_else(|| de::Error::custom(format!("empty secret; {SECRET_SOURCE_HINT}")))
-    }
-}
-
-/// A secret read from a [`SecretSource`]. Its `Debug` never shows the value, so it
-/// can sit in structs that are logged. No `PartialEq`: comparing secrets with `==` is
-/// not constant-time.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a value obtained elsewhere (e.g. decrypted from the store).
-    pub fn new(value: String) -> Self {
-        Secret(value)
-    }
-
-    /// The secret itself. Call it at the point of use and do not keep the `&str`.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
     }
 }
