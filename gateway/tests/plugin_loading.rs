@@ -31,12 +31,7 @@ fn pinned_all(dir: &Path) -> LoadPolicy {
 }
 
 fn report(status: u16, error: &str, description: &str) -> TokenErrorReport {
-    TokenErrorReport {
-        http_status: status,
-        error: Some(error.into()),
-        error_description: Some(description.into()),
-        error_codes: vec![],
-    }
+    TokenErrorReport::new(status, error, description)
 }
 
 #[test]

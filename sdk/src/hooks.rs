@@ -22,6 +22,19 @@ pub struct TokenErrorReport {
     pub error_codes: Vec<u64>,
 }
 
+impl TokenErrorReport {
+    /// A report of an RFC 6749 error answer (no Microsoft `error_codes`).
+    pub fn new(http_status: u16, error: &str, error_description: &str) -> Self {
+        let text = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        Self {
+            http_status,
+            error: text(error),
+            error_description: text(error_description),
+            error_codes: vec![],
+        }
+    }
+}
+
 /// What the host should do about a refused token request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,19 +93,10 @@ pub fn default_token_error_class(report: &TokenErrorReport) -> TokenErrorClass {
 mod tests {
     use super::*;
 
-    fn report(status: u16, error: &str) -> TokenErrorReport {
-        TokenErrorReport {
-            http_status: status,
-            error: Some(error.into()),
-            error_description: None,
-            error_codes: vec![],
-        }
-    }
-
     #[test]
     fn default_reading_of_rfc6749_errors() {
         use TokenErrorAction::*;
-        let action = |s, e| default_token_error_class(&report(s, e)).action;
+        let action = |s, e| default_token_error_class(&TokenErrorReport::new(s, e, "")).action;
         assert_eq!(action(400, "invalid_grant"), Reauthorize);
         assert_eq!(action(503, "invalid_grant"), Retry);
         assert_eq!(action(429, "whatever"), Retry);

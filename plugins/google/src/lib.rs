@@ -107,15 +107,6 @@ mailgate_sdk::export_provider!(
 mod tests {
     use super::*;
 
-    fn report(status: u16, error: &str, description: &str) -> TokenErrorReport {
-        TokenErrorReport {
-            http_status: status,
-            error: Some(error.into()),
-            error_description: Some(description.into()),
-            error_codes: vec![],
-        }
-    }
-
     #[test]
     fn descriptor_is_valid() {
         assert_eq!(descriptor().validate(), Ok(()));
@@ -125,7 +116,7 @@ mod tests {
     #[test]
     fn classifies_google_errors() {
         use TokenErrorAction::*;
-        let action = |s, e, d| classify_token_error(&report(s, e, d)).action;
+        let action = |s, e, d| classify_token_error(&TokenErrorReport::new(s, e, d)).action;
         assert_eq!(
             action(400, "invalid_grant", "Token has been expired or revoked."),
             Reauthorize

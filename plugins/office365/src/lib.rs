@@ -153,12 +153,7 @@ mod tests {
     use super::*;
 
     fn described(status: u16, error: &str, description: &str) -> TokenErrorReport {
-        TokenErrorReport {
-            http_status: status,
-            error: Some(error.into()),
-            error_description: Some(description.into()),
-            error_codes: vec![],
-        }
+        TokenErrorReport::new(status, error, description)
     }
 
     #[test]
