@@ -4,7 +4,7 @@
 //! associated data) for the store. See DESIGN.md §5.
 //!
 //! Nothing here puts secret material into `Debug` output or errors. Buffers holding
-//! secrets are overwritten with zeros when done with (best effort without `unsafe`,
+//! secrets are overwritten with zeros when done with (best effort in safe Rust,
 //! see `wipe`).
 
 mod account;
