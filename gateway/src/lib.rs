@@ -1,5 +1,6 @@
 //! mailgate: the gateway library. `main.rs` only parses the command line and calls in.
 
+pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod mail;

@@ -1,6 +1,7 @@
 //! The `mailgate` command line: argument parsing and one function per subcommand.
 //! Each subcommand prints for a human and returns the process exit code.
 
+mod account;
 mod check_config;
 mod key;
 mod plugins;
@@ -9,6 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+pub use account::{AccountCommand, AddArgs};
 
 use crate::config::{self, Config, ConfigError};
 use crate::plugin::{LoadPolicy, PluginSet};
@@ -56,6 +59,9 @@ pub enum Command {
     /// Manage the key that encrypts tokens and client secrets at rest.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Register, connect, check and remove mailbox accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
 }
 
 /// `mailgate key …`
@@ -96,6 +102,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Key(KeyCommand::Generate { out }) => {
             key::generate(&out.unwrap_or_else(|| key::default_path(&cli.config)))
         }
+        Command::Account(command) => account::run(&cli.config, command),
     }
 }
 

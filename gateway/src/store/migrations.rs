@@ -27,10 +27,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "inbox_and_audit",
         sql: include_str!("migrations/0002_inbox_and_audit.sql"),
     },
+    Migration {
+        version: 3,
+        name: "account_settings",
+        sql: include_str!("migrations/0003_account_settings.sql"),
+    },
 ];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Every migration, in the order they are applied.
 pub fn migrations() -> &'static [Migration] {

@@ -25,7 +25,7 @@
 //!
 //! | table | holds |
 //! |---|---|
-//! | `accounts` | the mailboxes: provider, address, state (`active`, `reauth_required`, `disabled`), last error, when the access token expires, and the encrypted secrets |
+//! | `accounts` | the mailboxes: provider, address, state (`active`, `reauth_required`, `failed`, `disabled`), last error, when the access token expires, the settings (JSON, no secrets), who owns the row (`cli` or `config`), and the encrypted secrets |
 //! | `approvals` | approval requests: short reference, requester, what is asked, quorum (`approvals_required`, `reject_on_any`), status, callback URL, idempotency key, deadlines |
 //! | `approver_tokens` | per approver of an approval: the hash of their single-use reply token and when it was used |
 //! | `outbox` | every outgoing message, claimed by senders with a lease, with its stable Message-ID, attempts and next retry time |
@@ -106,10 +106,18 @@ pub enum AccountState {
     ReauthRequired,
     /// Switched off by an admin.
     Disabled,
+    /// Tokens cannot be obtained until an admin fixes the account's settings (wrong
+    /// client id or secret, scopes the provider refuses).
+    Failed,
 }
 
 impl AccountState {
-    pub const ALL: [Self; 3] = [Self::Active, Self::ReauthRequired, Self::Disabled];
+    pub const ALL: [Self; 4] = [
+        Self::Active,
+        Self::ReauthRequired,
+        Self::Disabled,
+        Self::Failed,
+    ];
 
     /// The spelling stored in the database and shown to admins.
     pub fn as_str(self) -> &'static str {
@@ -117,6 +125,7 @@ impl AccountState {
             Self::Active => "active",
             Self::ReauthRequired => "reauth_required",
             Self::Disabled => "disabled",
+            Self::Failed => "failed",
         }
     }
 
@@ -142,6 +151,38 @@ impl FromStr for AccountState {
     }
 }
 
+/// Who owns an account row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AccountOrigin {
+    /// Registered with `mailgate account add`; only the CLI changes or removes it.
+    #[default]
+    Cli,
+    /// Declared in the configuration file; synced from it on every load.
+    Config,
+}
+
+impl AccountOrigin {
+    /// The spelling stored in the database and shown to admins.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cli => "cli",
+            Self::Config => "config",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Cli, Self::Config]
+            .into_iter()
+            .find(|origin| origin.as_str() == s)
+    }
+}
+
+impl fmt::Display for AccountOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One mailbox account as stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccountRow {
@@ -154,6 +195,10 @@ pub struct AccountRow {
     pub token_expires_at: Option<i64>,
     /// AEAD ciphertext of the account's tokens and client secret; never plaintext.
     pub secrets: Option<Vec<u8>>,
+    /// JSON of the account's configuration without secrets; `None` for rows older
+    /// than schema version 3.
+    pub settings: Option<String>,
+    pub origin: AccountOrigin,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -175,6 +220,8 @@ impl fmt::Debug for AccountRow {
                     .as_ref()
                     .map(|s| format!("<{} bytes>", s.len())),
             )
+            .field("settings", &self.settings)
+            .field("origin", &self.origin)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
             .finish()

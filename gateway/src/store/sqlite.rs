@@ -11,7 +11,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ToSql, params};
 
 use super::error::{Result, StoreError, sqlite};
 use super::migrations::{self, SCHEMA_VERSION};
-use super::{AccountRow, AccountState, AuditEntry, AuditRecord, InboxCursor, Store};
+use super::{AccountOrigin, AccountRow, AccountState, AuditEntry, AuditRecord, InboxCursor, Store};
 
 /// How long a statement waits for another process's write lock (a CLI command
 /// next to the daemon) before failing with "database is locked".
@@ -189,8 +189,26 @@ impl FromSql for AccountState {
     }
 }
 
-const ACCOUNT_COLUMNS: &str =
-    "id, provider, address, state, last_error, token_expires_at, secrets, created_at, updated_at";
+impl ToSql for AccountOrigin {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for AccountOrigin {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let text = value.as_str()?;
+        AccountOrigin::parse(text).ok_or_else(|| {
+            FromSqlError::other(StoreError::Invalid {
+                what: "account origin",
+                value: text.to_owned(),
+            })
+        })
+    }
+}
+
+const ACCOUNT_COLUMNS: &str = "id, provider, address, state, last_error, token_expires_at, \
+                               secrets, created_at, updated_at, settings, origin";
 
 fn account_from_row(row: &Row<'_>) -> rusqlite::Result<AccountRow> {
     Ok(AccountRow {
@@ -203,6 +221,8 @@ fn account_from_row(row: &Row<'_>) -> rusqlite::Result<AccountRow> {
         secrets: row.get(6)?,
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
+        settings: row.get(9)?,
+        origin: row.get(10)?,
     })
 }
 
@@ -244,8 +264,8 @@ impl Store for SqliteStore {
         let conn = self.conn()?;
         conn.prepare_cached(
             "INSERT INTO accounts (id, provider, address, state, last_error, token_expires_at,
-                                   secrets, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                                   secrets, created_at, updated_at, settings, origin)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT (id) DO UPDATE SET
                  provider = excluded.provider,
                  address = excluded.address,
@@ -253,7 +273,9 @@ impl Store for SqliteStore {
                  last_error = excluded.last_error,
                  token_expires_at = excluded.token_expires_at,
                  secrets = excluded.secrets,
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at,
+                 settings = excluded.settings,
+                 origin = excluded.origin",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -266,6 +288,8 @@ impl Store for SqliteStore {
                 account.secrets,
                 account.created_at,
                 account.updated_at,
+                account.settings,
+                account.origin,
             ])
         })
         .map_err(sqlite("upsert account"))?;
@@ -440,6 +464,8 @@ mod tests {
             last_error: None,
             token_expires_at: Some(now + 3600),
             secrets: Some(vec![0xAE; 48]),
+            settings: Some(format!(r#"{{"id":"{id}"}}"#)),
+            origin: AccountOrigin::Cli,
             created_at: now,
             updated_at: now,
         }
@@ -548,6 +574,9 @@ mod tests {
                 last_error: None,
                 token_expires_at: None,
                 secrets: Some(vec![1, 2]),
+                // Added by 0003: rows from before have no settings and belong to the CLI.
+                settings: None,
+                origin: AccountOrigin::Cli,
                 created_at: 10,
                 updated_at: 20,
             })
@@ -593,6 +622,45 @@ mod tests {
             .append_audit(&audit("decision.recorded", Some("a1"), 40))
             .unwrap();
         assert_eq!(store.list_audit(Some("a1"), 10).unwrap()[0].id, id);
+    }
+
+    #[test]
+    fn a_version_2_database_gains_account_settings_and_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(SqliteStore::open_at_version(&path, 2).unwrap());
+        let conn = raw(&path);
+        conn.execute_batch(
+            "INSERT INTO accounts (id, provider, address, secrets, created_at, updated_at)
+             VALUES ('ops', 'google', 'ops@example.com', x'0102', 10, 20);",
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 3);
+        let row = store.get_account("ops").unwrap().unwrap();
+        assert_eq!((row.settings, row.origin), (None, AccountOrigin::Cli));
+        assert_eq!(row.secrets, Some(vec![1, 2]));
+
+        // Both new columns round-trip, and an upsert may change the owner.
+        let mut synced = account("mail", 30);
+        synced.origin = AccountOrigin::Config;
+        store.upsert_account(&synced).unwrap();
+        assert_eq!(store.get_account("mail").unwrap(), Some(synced.clone()));
+        synced.origin = AccountOrigin::Cli;
+        synced.settings = None;
+        store.upsert_account(&synced).unwrap();
+        assert_eq!(store.get_account("mail").unwrap(), Some(synced));
+
+        // An origin this build does not know is refused, not guessed.
+        store
+            .conn()
+            .unwrap()
+            .execute("UPDATE accounts SET origin = 'api' WHERE id = 'ops'", [])
+            .unwrap();
+        let err = store.get_account("ops").unwrap_err();
+        assert!(err.to_string().contains("api"), "{err}");
     }
 
     #[test]
