@@ -15,4 +15,5 @@ cargo fmt --all -- --check
 echo "== cargo clippy (deny warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --workspace --locked
+# A hung test must fail the run, not eat CI's whole budget (the suite takes ~2 min).
+timeout --kill-after=30s 30m cargo test --workspace --locked
