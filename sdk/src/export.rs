@@ -86,9 +86,35 @@ pub unsafe fn entry(
     if host_abi_max < ABI_VERSION {
         return status::UNSUPPORTED_ABI;
     }
+    quiet_panics();
     // SAFETY: checked non-null; the host passes a valid out-pointer per the ABI.
     unsafe { record_out.write(record) };
     status::OK
+}
+
+/// A plugin carries its own copy of std, hence its own panic hook: the default one
+/// would print a multi-line backtrace into the gateway's log. Every panic is caught
+/// and turned into a status code anyway; one line naming the place is enough.
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let place = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            eprintln!(
+                "mailgate plugin panicked at {place}: {}",
+                message.lines().next().unwrap_or("")
+            );
+        }));
+    });
 }
 
 /// Serialises the descriptor into the host's buffer.
