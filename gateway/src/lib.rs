@@ -7,5 +7,6 @@ pub mod mail;
 pub mod oauth;
 pub mod plugin;
 pub mod preflight;
+pub mod render;
 pub mod secrets;
 pub mod store;

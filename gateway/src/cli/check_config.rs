@@ -24,7 +24,15 @@ pub(super) fn run(path: &Path) -> ExitCode {
     for refusal in plugins.refused() {
         eprintln!("warning: {refusal}");
     }
-    let problems = preflight::check_accounts(&config, &plugins);
+    let mut problems = preflight::check_accounts(&config, &plugins);
+    // A broken override template must stop the gateway here, not on the first email.
+    if let Err(err) = crate::render::Templates::load(config.templates.dir.as_deref()) {
+        problems.push(crate::config::ConfigProblem {
+            location: "templates.dir".into(),
+            line: None,
+            message: err.to_string(),
+        });
+    }
     if !problems.is_empty() {
         for problem in &problems {
             eprintln!("{}: {problem}", path.display());

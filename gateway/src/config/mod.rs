@@ -21,7 +21,7 @@ pub use model::{
     AccountConfig, AccountOverrides, AdminConfig, AuthResultsConfig, AuthResultsPolicy,
     CallbacksConfig, Config, DEFAULT_KEY_FILE, DefaultsConfig, KEY_CREDENTIAL_NAME, ListenerTls,
     PluginsConfig, SUPPORTED_LOCALES, SecretSource, SecretsConfig, ServerConfig, ServerOverride,
-    StoreConfig,
+    StoreConfig, TemplatesConfig,
 };
 pub use validate::is_valid_email;
 
@@ -642,5 +642,30 @@ tls = "implicit"
         let again =
             Config::parse_unchecked(&text, origin()).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(format!("{config:?}"), format!("{again:?}"));
+    }
+
+    #[test]
+    fn a_templates_dir_must_exist_and_be_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().display().to_string();
+        let absent = dir.path().join("absent-templates").display().to_string();
+        let text = format!("[plugins]\ndir = {plugins:?}\n[templates]\ndir = {absent:?}\n");
+        // The text alone is fine; the folder's absence is an environment problem.
+        let config = Config::parse_unchecked(&text, origin()).unwrap();
+        assert!(config.templates.dir.is_some());
+        let found = problems(Config::from_toml_str(&text, origin()));
+        assert_eq!(locations(&found), ["templates.dir"], "{found:#?}");
+        assert_eq!(found[0].line, Some(4));
+        assert!(found[0].message.contains("does not exist"), "{}", found[0]);
+
+        let text = format!("[plugins]\ndir = {plugins:?}\n[templates]\ndir = {plugins:?}\n");
+        let config = Config::from_toml_str(&text, origin()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.templates.dir.as_deref(), Some(dir.path()));
+
+        let found = problems(Config::parse_unchecked(
+            "[templates]\nfolder = \"/x\"\n",
+            origin(),
+        ));
+        assert_eq!(locations(&found), ["templates.folder"], "{found:#?}");
     }
 }

@@ -49,6 +49,9 @@ pub struct Config {
     /// `[admin]`: who hears about problems with the gateway itself.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// `[templates]`: the admin's replacements for the shipped email templates.
+    #[serde(default)]
+    pub templates: TemplatesConfig,
     /// `[[accounts]]`: the mailboxes mail is sent from and replies are read from, one
     /// `[[accounts]]` table each.
     #[serde(default)]
@@ -203,6 +206,18 @@ pub struct AdminConfig {
     /// Addresses alerted when an account needs re-authorisation or a delivery keeps
     /// failing; the alert goes out through any account that still works. Default: none.
     pub alert_addresses: Vec<String>,
+}
+
+/// `[templates]`: the admin's replacements for the shipped email templates.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplatesConfig {
+    /// Folder of override templates, laid out like the shipped ones
+    /// (`approval/en.subject.txt`, `alert/de.body.html`, ...): each file found there
+    /// replaces the shipped template of the same relative path, the others stay. Must
+    /// exist. Absent (the default): only the templates built into the binary are used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
 }
 
 /// One `[[accounts]]` table: a mailbox mail is sent from and replies are read from.

@@ -17,7 +17,7 @@ use super::error::{ConfigError, ConfigProblem, SecretError};
 use super::model::{
     AccountConfig, AdminConfig, AuthResultsPolicy, CallbacksConfig, Config, DefaultsConfig,
     PluginsConfig, SUPPORTED_LOCALES, SecretSource, SecretsConfig, ServerConfig, ServerOverride,
-    StoreConfig,
+    StoreConfig, TemplatesConfig,
 };
 
 /// How far validation goes beyond the text itself.
@@ -30,7 +30,7 @@ pub(crate) enum Checks {
     Environment,
 }
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "server",
     "store",
     "secrets",
@@ -38,6 +38,7 @@ const SECTIONS: [&str; 8] = [
     "defaults",
     "callbacks",
     "admin",
+    "templates",
     "accounts",
 ];
 
@@ -441,6 +442,7 @@ struct Sections {
     defaults: Option<DefaultsConfig>,
     callbacks: Option<CallbacksConfig>,
     admin: Option<AdminConfig>,
+    templates: Option<TemplatesConfig>,
     /// One entry per `[[accounts]]` table; `None` if `accounts` is not an array.
     accounts: Option<Vec<Option<AccountConfig>>>,
 }
@@ -525,6 +527,7 @@ impl Sections {
             defaults: section(doc, report, "defaults"),
             callbacks: section(doc, report, "callbacks"),
             admin: section(doc, report, "admin"),
+            templates: section(doc, report, "templates"),
             accounts: accounts(doc, report),
         }
     }
@@ -538,6 +541,7 @@ impl Sections {
             defaults: self.defaults?,
             callbacks: self.callbacks?,
             admin: self.admin?,
+            templates: self.templates?,
             accounts: self.accounts?.into_iter().collect::<Option<Vec<_>>>()?,
         })
     }
@@ -627,6 +631,14 @@ impl Sections {
                 report,
                 &At::default().key("plugins").key("dir"),
                 &plugins.dir,
+                Kind::Directory,
+            );
+        }
+        if let Some(dir) = self.templates.as_ref().and_then(|t| t.dir.as_ref()) {
+            check_exists(
+                report,
+                &At::default().key("templates").key("dir"),
+                dir,
                 Kind::Directory,
             );
         }
