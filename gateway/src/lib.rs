@@ -9,4 +9,5 @@ pub mod plugin;
 pub mod preflight;
 pub mod render;
 pub mod secrets;
+pub mod server;
 pub mod store;

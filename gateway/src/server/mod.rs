@@ -1,0 +1,113 @@
+//! `mailgate serve`: the long-running gateway. [`run`] starts every task (the HTTP
+//! listener, one token manager per account) and stops them all through one shutdown
+//! path, as mini-redis does: the caller decides what "shut down" means (a signal in
+//! `main`, a channel in tests).
+
+mod health;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::accounts::Registry;
+use crate::config::Config;
+use crate::plugin::PluginSet;
+use crate::store::Store;
+
+/// Everything the gateway runs on, loaded and checked before any socket is bound.
+pub struct Gateway {
+    /// The validated configuration.
+    pub config: Config,
+    /// The plugins that loaded.
+    pub plugins: PluginSet,
+    /// The durable state.
+    pub store: Arc<dyn Store>,
+    /// The resolved accounts with their token managers.
+    pub registry: Registry,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("plugins", &self.plugins)
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The sockets the gateway serves on, bound by the caller (so tests can use port 0).
+#[derive(Debug)]
+pub struct Listeners {
+    /// The HTTP API (and health endpoints).
+    pub api: TcpListener,
+}
+
+/// Why serving stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The HTTP server failed (not a client's error: those are answered, not fatal).
+    #[error("HTTP server on {addr}: {source}")]
+    Http {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Shared, read-mostly state of the HTTP handlers.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub(crate) gateway: Gateway,
+}
+
+/// Runs the gateway until `shutdown` resolves, then stops accepting, lets in-flight
+/// requests finish, stops the background tasks and returns.
+pub async fn run(
+    gateway: Gateway,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (stop, stopping) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for account in gateway.registry.accounts() {
+        tasks.spawn(account.tokens.clone().run(stopping.clone()));
+    }
+
+    let addr = listeners
+        .api
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(%addr, accounts = gateway.registry.accounts().count(), "mailgate serving");
+    let state = Arc::new(AppState { gateway });
+    let app = router(state);
+
+    let mut http_stopping = stopping.clone();
+    let server = axum::serve(listeners.api, app).with_graceful_shutdown(async move {
+        let _ = http_stopping.wait_for(|stop| *stop).await;
+    });
+    // The one shutdown path: whatever ends `shutdown` flips the watch every task obeys.
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    let served = server.await.map_err(|source| ServeError::Http {
+        addr: addr.clone(),
+        source,
+    });
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("stopped");
+    served
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state)
+}
