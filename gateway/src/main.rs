@@ -10,8 +10,12 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // One-shot commands print their own findings; logs below "error" would repeat
-    // them. `RUST_LOG` still turns them on.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error"));
+    // them. The daemon logs what it does. `RUST_LOG` overrides both.
+    let default = match cli.command {
+        cli::Command::Serve => "info",
+        _ => "error",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -195,15 +195,15 @@ pub(super) fn run(config_path: &Path, command: AccountCommand) -> ExitCode {
 
 /// What every account command needs: the configuration, the key, the plugins and
 /// the store, with the configuration's accounts synced into it.
-struct Context {
-    config: Config,
-    key: Arc<MasterKey>,
-    plugins: PluginSet,
-    store: Arc<dyn Store>,
+pub(super) struct Context {
+    pub(super) config: Config,
+    pub(super) key: Arc<MasterKey>,
+    pub(super) plugins: PluginSet,
+    pub(super) store: Arc<dyn Store>,
 }
 
 impl Context {
-    fn open(config_path: &Path) -> Result<Context, ExitCode> {
+    pub(super) fn open(config_path: &Path) -> Result<Context, ExitCode> {
         let config = load_config_or_report(config_path)?;
         let key_path = resolve_key_path(config.secrets.key_file.as_deref());
         let key = MasterKey::load(&key_path).map_err(|err| {

@@ -5,6 +5,7 @@ mod account;
 mod check_config;
 mod key;
 mod plugins;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Validate the configuration and the plugins it needs; list every problem.
     CheckConfig,
+    /// Run the gateway until SIGTERM or SIGINT.
+    Serve,
     /// Inspect provider plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
@@ -97,6 +100,7 @@ pub enum PluginsCommand {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::CheckConfig => check_config::run(&cli.config),
+        Command::Serve => serve::run(&cli.config),
         Command::Plugins(PluginsCommand::List { dir }) => plugins::list(&cli.config, dir),
         Command::Plugins(PluginsCommand::Verify { file }) => plugins::verify(&cli.config, &file),
         Command::Key(KeyCommand::Generate { out }) => {
