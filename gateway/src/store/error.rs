@@ -89,6 +89,24 @@ pub enum StoreError {
         source: serde_json::Error,
     },
 
+    /// The approval reference is taken; the caller should draw another and retry.
+    #[error("store: approval reference {reference:?} is already in use")]
+    DuplicateReference { reference: String },
+
+    /// Only a pending approval can change this way; `status` is what it is now.
+    #[error("store: approval {id:?} is {status}, not pending")]
+    NotPending {
+        id: String,
+        status: super::ApprovalStatus,
+    },
+
+    #[error("store: cannot draw random bytes for {what}: {source}")]
+    Random {
+        what: &'static str,
+        #[source]
+        source: getrandom::Error,
+    },
+
     /// Another thread panicked while holding the connection. Whatever it was doing
     /// is in an unknown state, so the store stops serving rather than carry on.
     #[error("store: the database connection is unusable after a panic in another thread")]

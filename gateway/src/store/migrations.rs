@@ -32,10 +32,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "account_settings",
         sql: include_str!("migrations/0003_account_settings.sql"),
     },
+    Migration {
+        version: 4,
+        name: "sending",
+        sql: include_str!("migrations/0004_sending.sql"),
+    },
 ];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Every migration, in the order they are applied.
 pub fn migrations() -> &'static [Migration] {

@@ -31,6 +31,9 @@
 //! | `outbox` | every outgoing message, claimed by senders with a lease, with its stable Message-ID, attempts and next retry time |
 //! | `inbox_cursors` | per account: the INBOX UIDVALIDITY and the last processed UID, so a restart neither misses nor repeats a reply |
 //! | `audit` | evidence of every decision and refused reply, with a JSON detail |
+//! | `api_keys` | HTTP API keys: name, scopes, the SHA-256 of the key, revocation time |
+//! | `idempotency` | per API key and `Idempotency-Key`: the request's hash and the first answer |
+//! | `alerts` | alerts from the API or Alertmanager, with the Alertmanager de-duplication key |
 //!
 //! # Invariants
 //!
@@ -47,17 +50,33 @@
 //! - **History outlives accounts.** Approvals, outbox rows and audit entries keep
 //!   their `account_id` after the account is removed (no foreign key); only the
 //!   account's inbox cursor goes with it.
-//! - All times are unix seconds (`i64`).
+//! - **Only API key hashes are stored** (`api_keys.key_hash`, 32-byte blob), for the
+//!   same reason as approver tokens.
+//! - **A create is one transaction**: an approval with its tokens, messages and
+//!   idempotency record (likewise an alert) is committed whole or not at all, so the
+//!   API never answers for something half-written.
+//! - **Outbox rows are leased**, and a worker can only finish a row it still holds;
+//!   an expired lease makes the row claimable again (at-least-once delivery).
+//! - All times are unix seconds (`i64`); the sending side takes them from the
+//!   caller, so behaviour is reproducible in tests.
 
 mod error;
 mod migrations;
+mod sending;
 mod sqlite;
+mod sqlite_sending;
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use error::{Result, StoreError};
 pub use migrations::{Migration, SCHEMA_VERSION, migrations};
+pub use sending::{
+    AlertOutcome, AlertSource, AlertView, ApiKeyRow, ApprovalOutcome, ApprovalStatus, ApprovalView,
+    ApproverView, DecisionKind, DecisionView, Delivery, IdempotentResponse, NewAlert, NewApiKey,
+    NewApproval, NewApprover, NewIdempotency, NewOutboxMessage, OutboxJob, OutboxKind, OutboxStats,
+    OutboxStatus, Requester, Scope, Severity,
+};
 pub use sqlite::SqliteStore;
 
 /// The gateway's durable state. Implemented by [`SqliteStore`]; a PostgreSQL
@@ -95,6 +114,93 @@ pub trait Store: Send + Sync {
     /// The newest `limit` entries, optionally only those about one approval,
     /// returned oldest first.
     fn list_audit(&self, approval_id: Option<&str>, limit: u32) -> Result<Vec<AuditRecord>>;
+
+    // --- API keys -------------------------------------------------------------
+
+    /// Creates a key with a fresh random secret (`mg_` + 64 hex digits) and returns
+    /// it; only its SHA-256 is stored, so this is the one time it can be shown.
+    fn create_api_key(&self, name: &str, scopes: &[Scope], now: i64) -> Result<NewApiKey>;
+    /// The unrevoked key whose secret is `plaintext`, if any.
+    fn find_api_key(&self, plaintext: &str) -> Result<Option<ApiKeyRow>>;
+    /// Revokes the key at `now`; `false` if it already was (the first revocation
+    /// time is kept). [`StoreError::NotFound`] if there is no such key.
+    fn revoke_api_key(&self, id: &str, now: i64) -> Result<bool>;
+    /// All keys, revoked ones included, oldest first.
+    fn list_api_keys(&self) -> Result<Vec<ApiKeyRow>>;
+
+    /// The stored answer to `key` sent with API key `api_key_id`, if any.
+    fn find_idempotent(&self, api_key_id: &str, key: &str) -> Result<Option<IdempotentResponse>>;
+
+    // --- approvals ------------------------------------------------------------
+
+    /// In one transaction: the approval, one token hash per approver, its messages
+    /// (queued, due at `created_at`) and, if given, the idempotency record, so the
+    /// API can answer only once all of it is durable. If `idempotency` names a key
+    /// already used, nothing is written and the stored answer is returned.
+    /// [`StoreError::DuplicateReference`] if the reference is taken (draw another);
+    /// any other failure also leaves nothing behind.
+    fn create_approval(
+        &self,
+        approval: &NewApproval,
+        idempotency: Option<&NewIdempotency>,
+    ) -> Result<ApprovalOutcome>;
+    fn get_approval(&self, id: &str) -> Result<Option<ApprovalView>>;
+    /// Cancels a pending approval at `now` and withdraws its messages that no
+    /// worker has taken yet. [`StoreError::NotPending`] with the current status
+    /// otherwise; [`StoreError::NotFound`] if there is no such approval.
+    fn cancel_approval(&self, id: &str, now: i64) -> Result<ApprovalView>;
+
+    // --- alerts ---------------------------------------------------------------
+
+    /// In one transaction: the alert, its messages and the idempotency record. A
+    /// repeated `Idempotency-Key` or `dedup_key` writes nothing (see
+    /// [`AlertOutcome`]).
+    fn create_alert(
+        &self,
+        alert: &NewAlert,
+        idempotency: Option<&NewIdempotency>,
+    ) -> Result<AlertOutcome>;
+    fn get_alert(&self, id: &str) -> Result<Option<AlertView>>;
+
+    // --- outbox ---------------------------------------------------------------
+
+    /// Leases up to `limit` due rows to `worker` until `now + lease_secs`, oldest
+    /// due first, counting an attempt for each. Due: `queued` with
+    /// `next_attempt_at <= now`, or `sending` with an expired lease (its worker
+    /// crashed or hung), hence at-least-once. Atomic: two workers never get the
+    /// same row from one lease period. `worker` must be unique among running
+    /// workers (e.g. host, pid and a random part).
+    fn claim_outbox(
+        &self,
+        worker: &str,
+        now: i64,
+        lease_secs: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxJob>>;
+    /// The row was accepted by the server. `false` (and no change) if `worker`
+    /// no longer holds it: its lease ran out and another worker took the row. An
+    /// expired lease nobody took over still counts as held (the message went out).
+    /// The payload is emptied: an approval request's payload carries the
+    /// approver's reply token, which is otherwise stored only as a hash.
+    fn mark_sent(&self, id: i64, worker: &str, now: i64) -> Result<bool>;
+    /// A transient failure: back to `queued`, due at `next_attempt_at`.
+    /// `false` if `worker` no longer holds the row.
+    fn mark_retry(
+        &self,
+        id: i64,
+        worker: &str,
+        next_attempt_at: i64,
+        error: &str,
+        now: i64,
+    ) -> Result<bool>;
+    /// A permanent refusal (SMTP 5xx): `failed`, with the server's answer.
+    /// `false` if `worker` no longer holds the row.
+    fn mark_failed(&self, id: i64, worker: &str, error: &str, now: i64) -> Result<bool>;
+    /// The give-up time passed: `dead` (dead letter), with the last error.
+    /// `false` if `worker` no longer holds the row.
+    fn mark_dead(&self, id: i64, worker: &str, error: &str, now: i64) -> Result<bool>;
+    /// The backlog: rows `queued` or `sending`, and the age of the oldest.
+    fn outbox_stats(&self, now: i64) -> Result<OutboxStats>;
 }
 
 /// Whether an account can be used to send and read.

@@ -11,7 +11,12 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ToSql, params};
 
 use super::error::{Result, StoreError, sqlite};
 use super::migrations::{self, SCHEMA_VERSION};
-use super::{AccountOrigin, AccountRow, AccountState, AuditEntry, AuditRecord, InboxCursor, Store};
+use super::sqlite_sending as sending;
+use super::{
+    AccountOrigin, AccountRow, AccountState, AlertOutcome, AlertView, ApiKeyRow, ApprovalOutcome,
+    ApprovalView, AuditEntry, AuditRecord, IdempotentResponse, InboxCursor, NewAlert, NewApiKey,
+    NewApproval, NewIdempotency, OutboxJob, OutboxStats, Scope, Store,
+};
 
 /// How long a statement waits for another process's write lock (a CLI command
 /// next to the daemon) before failing with "database is locked".
@@ -112,7 +117,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn conn(&self) -> Result<MutexGuard<'_, Connection>> {
+    pub(super) fn conn(&self) -> Result<MutexGuard<'_, Connection>> {
         self.conn.lock().map_err(|_| StoreError::Poisoned)
     }
 }
@@ -445,6 +450,91 @@ impl Store for SqliteStore {
         };
         result.map_err(sqlite("list audit entries"))
     }
+
+    fn create_api_key(&self, name: &str, scopes: &[Scope], now: i64) -> Result<NewApiKey> {
+        sending::create_api_key(&*self.conn()?, name, scopes, now)
+    }
+
+    fn find_api_key(&self, plaintext: &str) -> Result<Option<ApiKeyRow>> {
+        sending::find_api_key(&*self.conn()?, plaintext)
+    }
+
+    fn revoke_api_key(&self, id: &str, now: i64) -> Result<bool> {
+        sending::revoke_api_key(&*self.conn()?, id, now)
+    }
+
+    fn list_api_keys(&self) -> Result<Vec<ApiKeyRow>> {
+        sending::list_api_keys(&*self.conn()?)
+    }
+
+    fn find_idempotent(&self, api_key_id: &str, key: &str) -> Result<Option<IdempotentResponse>> {
+        sending::find_idempotent(&*self.conn()?, api_key_id, key)
+    }
+
+    fn create_approval(
+        &self,
+        approval: &NewApproval,
+        idempotency: Option<&NewIdempotency>,
+    ) -> Result<ApprovalOutcome> {
+        sending::create_approval(&mut *self.conn()?, approval, idempotency)
+    }
+
+    fn get_approval(&self, id: &str) -> Result<Option<ApprovalView>> {
+        sending::get_approval(&*self.conn()?, id)
+    }
+
+    fn cancel_approval(&self, id: &str, now: i64) -> Result<ApprovalView> {
+        sending::cancel_approval(&mut *self.conn()?, id, now)
+    }
+
+    fn create_alert(
+        &self,
+        alert: &NewAlert,
+        idempotency: Option<&NewIdempotency>,
+    ) -> Result<AlertOutcome> {
+        sending::create_alert(&mut *self.conn()?, alert, idempotency)
+    }
+
+    fn get_alert(&self, id: &str) -> Result<Option<AlertView>> {
+        sending::get_alert(&*self.conn()?, id)
+    }
+
+    fn claim_outbox(
+        &self,
+        worker: &str,
+        now: i64,
+        lease_secs: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxJob>> {
+        sending::claim_outbox(&*self.conn()?, worker, now, lease_secs, limit)
+    }
+
+    fn mark_sent(&self, id: i64, worker: &str, now: i64) -> Result<bool> {
+        sending::mark_sent(&*self.conn()?, id, worker, now)
+    }
+
+    fn mark_retry(
+        &self,
+        id: i64,
+        worker: &str,
+        next_attempt_at: i64,
+        error: &str,
+        now: i64,
+    ) -> Result<bool> {
+        sending::mark_retry(&*self.conn()?, id, worker, next_attempt_at, error, now)
+    }
+
+    fn mark_failed(&self, id: i64, worker: &str, error: &str, now: i64) -> Result<bool> {
+        sending::mark_failed(&*self.conn()?, id, worker, error, now)
+    }
+
+    fn mark_dead(&self, id: i64, worker: &str, error: &str, now: i64) -> Result<bool> {
+        sending::mark_dead(&*self.conn()?, id, worker, error, now)
+    }
+
+    fn outbox_stats(&self, now: i64) -> Result<OutboxStats> {
+        sending::outbox_stats(&*self.conn()?, now)
+    }
 }
 
 #[cfg(test)]
@@ -638,7 +728,7 @@ mod tests {
         drop(conn);
 
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 3);
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
         let row = store.get_account("ops").unwrap().unwrap();
         assert_eq!((row.settings, row.origin), (None, AccountOrigin::Cli));
         assert_eq!(row.secrets, Some(vec![1, 2]));
