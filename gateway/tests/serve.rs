@@ -9,6 +9,8 @@ use std::time::Duration;
 use mailgate::accounts::Registry;
 use mailgate::config::Config;
 use mailgate::plugin::PluginSet;
+use mailgate::render::Templates;
+use mailgate::secrets::MasterKey;
 use mailgate::server::{Gateway, Listeners, run};
 use mailgate::store::SqliteStore;
 use oauth2::reqwest;
@@ -20,6 +22,8 @@ fn gateway() -> Gateway {
         plugins: PluginSet::default(),
         store: Arc::new(SqliteStore::open_in_memory().unwrap()),
         registry: Registry::default(),
+        key: Arc::new(MasterKey::from_bytes([7; 32])),
+        templates: Arc::new(Templates::load(None).unwrap()),
     }
 }
 

@@ -16,10 +16,13 @@ pub(super) fn run(config_path: &Path) -> ExitCode {
         Ok(ctx) => ctx,
         Err(code) => return code,
     };
-    if let Err(err) = Templates::load(ctx.config.templates.dir.as_deref()) {
-        eprintln!("{}: templates.dir: {err}", config_path.display());
-        return ExitCode::from(EXIT_CONFIG);
-    }
+    let templates = match Templates::load(ctx.config.templates.dir.as_deref()) {
+        Ok(templates) => Arc::new(templates),
+        Err(err) => {
+            eprintln!("{}: templates.dir: {err}", config_path.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let registry = match Registry::load(Arc::clone(&ctx.store), Arc::clone(&ctx.key), &ctx.plugins)
     {
         Ok(registry) => registry,
@@ -52,6 +55,8 @@ pub(super) fn run(config_path: &Path) -> ExitCode {
             plugins: ctx.plugins,
             store: ctx.store,
             registry,
+            key: ctx.key,
+            templates,
         };
         match server::run(gateway, Listeners { api }, termination()).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -16,6 +16,8 @@ use tokio::sync::watch;
 use crate::accounts::Registry;
 use crate::config::Config;
 use crate::plugin::PluginSet;
+use crate::render::Templates;
+use crate::secrets::MasterKey;
 use crate::store::Store;
 
 /// Everything the gateway runs on, loaded and checked before any socket is bound.
@@ -28,6 +30,10 @@ pub struct Gateway {
     pub store: Arc<dyn Store>,
     /// The resolved accounts with their token managers.
     pub registry: Registry,
+    /// Seals outbox payloads (they carry approvers' raw reply tokens) and secrets.
+    pub key: Arc<MasterKey>,
+    /// The compiled email templates.
+    pub templates: Arc<Templates>,
 }
 
 impl std::fmt::Debug for Gateway {
