@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use mailgate::secrets::{AccountSecrets, MasterKey};
 use mailgate::store::{SqliteStore, Store};
@@ -32,6 +33,10 @@ const REDIRECT: &str = "http://127.0.0.1/oauth/callback";
 const AUTHCODE_MAILBOX: &str = "authcode@mailgate.test";
 /// Connected, then revoked at the emulator.
 const REVOKED_MAILBOX: &str = "revoked@mailgate.test";
+/// Connected with the device code flow.
+const DEVICE_MAILBOX: &str = "device@mailgate.test";
+/// The Google service account that impersonates [`GATEWAY_MAILBOX`] (JWT `sub`).
+const SERVICE_ACCOUNT: &str = "gateway@mailgate-test.iam.gserviceaccount.com";
 
 struct Env {
     idp: Emulator,
@@ -43,15 +48,26 @@ fn env() -> &'static Env {
     ENV.get_or_init(|| {
         // On a thread of its own: it must outlive every test's runtime and process.
         let idp = Emulator::start_blocking();
-        for user in [GATEWAY_MAILBOX, AUTHCODE_MAILBOX, REVOKED_MAILBOX] {
+        for user in [
+            GATEWAY_MAILBOX,
+            AUTHCODE_MAILBOX,
+            REVOKED_MAILBOX,
+            DEVICE_MAILBOX,
+        ] {
             idp.add_user(user);
         }
+        // The default 5 s would make the device test wait that long per poll.
+        idp.set_device_poll_interval(Duration::from_secs(1));
         idp.register_client(CC_CLIENT, Some(CC_SECRET), &[]);
         idp.set_client_credentials_user(CC_CLIENT, GATEWAY_MAILBOX)
             .unwrap();
         idp.register_client(AC_CLIENT, Some(AC_SECRET), &[REDIRECT]);
         let mut opts = MailStackOptions::with_introspection_url(idp.introspection_url());
-        opts.extra_oauth_users = vec![AUTHCODE_MAILBOX.into(), REVOKED_MAILBOX.into()];
+        opts.extra_oauth_users = vec![
+            AUTHCODE_MAILBOX.into(),
+            REVOKED_MAILBOX.into(),
+            DEVICE_MAILBOX.into(),
+        ];
         let stack = match MailStack::start(opts) {
             Ok(stack) => stack,
             Err(e) => panic!("the mail stack did not start (these tests need root): {e}"),
@@ -130,39 +146,61 @@ impl Setup {
         path
     }
 
-    /// `account add` with every endpoint and server pointing at the local stack.
+    /// `account add` of an Office 365 account with a client id and secret, every
+    /// endpoint and server pointing at the local stack.
     fn add(&self, id: &str, address: &str, flow: &str, client: &str, secret: &str) -> Output {
-        let env = env();
         let secret_file = self.secret_file(&format!("{id}.secret"), secret);
+        let device = env().idp.device_authorization_url();
+        self.add_account(
+            id,
+            "office365",
+            address,
+            flow,
+            &[
+                "--client-id",
+                client,
+                "--client-secret-file",
+                secret_file.to_str().unwrap(),
+                "--device-url",
+                &device,
+            ],
+        )
+    }
+
+    /// `account add` for any provider and flow: `credentials` are the flow's own
+    /// flags; the authorize and token endpoints and the mail servers are the local
+    /// stack's.
+    fn add_account(
+        &self,
+        id: &str,
+        provider: &str,
+        address: &str,
+        flow: &str,
+        credentials: &[&str],
+    ) -> Output {
+        let env = env();
         let smtp_port = env.stack.submission_port().to_string();
         let imap_port = env.stack.imaps_port().to_string();
         let ca = env.stack.ca_cert_path();
-        let (authorize, token, device) = (
-            env.idp.authorize_url(),
-            env.idp.token_url(),
-            env.idp.device_authorization_url(),
-        );
-        self.run(&[
+        let (authorize, token) = (env.idp.authorize_url(), env.idp.token_url());
+        let mut args = vec![
             "account",
             "add",
             "--id",
             id,
             "--provider",
-            "office365",
+            provider,
             "--address",
             address,
             "--flow",
             flow,
-            "--client-id",
-            client,
-            "--client-secret-file",
-            secret_file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(credentials);
+        args.extend_from_slice(&[
             "--authorize-url",
             &authorize,
             "--token-url",
             &token,
-            "--device-url",
-            &device,
             "--smtp-host",
             HOST,
             "--smtp-port",
@@ -179,7 +217,8 @@ impl Setup {
             ca.to_str().unwrap(),
             "--auth-results",
             "off",
-        ])
+        ]);
+        self.run(&args)
     }
 
     /// The list line of account `id`.
@@ -228,6 +267,60 @@ impl Setup {
         let mut stdin = child.stdin.take().unwrap();
         writeln!(stdin, "{redirect}").unwrap();
         drop(stdin);
+        stdout.read_to_string(&mut seen).unwrap();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let status = child.wait().unwrap();
+        let all = format!("{seen}{stderr}");
+        self.record(&all);
+        (status.success(), all)
+    }
+
+    /// `account authorize ID` of a device-code account: reads the user code the
+    /// command printed and approves it at the emulator as `mailbox`, as the person
+    /// at the verification page would.
+    fn authorize_device(&self, id: &str, mailbox: &str) -> (bool, String) {
+        let mut child = self
+            .command(&["account", "authorize", id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mailgate");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut seen = String::new();
+        let code = loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                let mut stderr = String::new();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr)
+                    .unwrap();
+                panic!("no user code printed:\n{seen}\n{stderr}");
+            }
+            seen.push_str(&line);
+            // "Open URL and enter the code CODE (signed in as …); it expires …"
+            if let Some((_, rest)) = line.split_once("enter the code ") {
+                assert!(
+                    line.contains(&env().idp.device_verification_url()),
+                    "{line}"
+                );
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        assert!(
+            env().idp.pending_device_user_codes().contains(&code),
+            "{code} is a pending code at the emulator"
+        );
+        env().idp.approve_device(&code, mailbox).unwrap();
         stdout.read_to_string(&mut seen).unwrap();
         let mut stderr = String::new();
         child
@@ -502,4 +595,82 @@ fn remove_deletes_the_account() {
     let out = setup.run(&["account", "remove", "people"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("not found"), "{}", both(&out));
+}
+
+/// A Google service account (RS256 JWT assertion, `sub` = the mailbox) gets its token
+/// when added, and the token passes the mail check on Postfix and Dovecot.
+#[test]
+fn google_service_account_is_added_and_verified() {
+    let setup = Setup::new();
+    let key_file = setup.path("service-account.json");
+    env()
+        .idp
+        .create_service_account(SERVICE_ACCOUNT, &key_file)
+        .unwrap();
+    let out = setup.add_account(
+        "google",
+        "google",
+        GATEWAY_MAILBOX,
+        "service_account",
+        &["--service-account-key-file", key_file.to_str().unwrap()],
+    );
+    let shown = both(&out);
+    println!("{shown}");
+    assert!(out.status.success(), "{shown}\n{}", env().stack.log_tails());
+    assert!(shown.contains("token obtained"), "{shown}");
+    assert!(shown.contains("ok      smtp auth xoauth2: 235"), "{shown}");
+    assert!(
+        shown.contains("ok      imap authenticate xoauth2"),
+        "{shown}"
+    );
+    assert!(shown.contains("account google verified"), "{shown}");
+    let line = setup.list_line("google");
+    for word in ["google", GATEWAY_MAILBOX, "service_account", "active"] {
+        assert!(line.contains(word), "{word} missing: {line}");
+    }
+
+    // A later run signs a new assertion from the key file and still passes.
+    let out = setup.run(&["account", "verify", "google"]);
+    assert!(out.status.success(), "{}", both(&out));
+}
+
+/// Device code: `account add`, then `account authorize` prints a code, a person
+/// approves it, the command stores the tokens and exits 0, and `account verify`
+/// passes with them.
+#[test]
+fn device_code_is_authorized_then_verified() {
+    let setup = Setup::new();
+    let out = setup.add(
+        "device",
+        DEVICE_MAILBOX,
+        "device_code",
+        AC_CLIENT,
+        AC_SECRET,
+    );
+    assert!(out.status.success(), "{}", both(&out));
+    assert!(
+        both(&out).contains("mailgate account authorize device"),
+        "{}",
+        both(&out)
+    );
+
+    let (ok, shown) = setup.authorize_device("device", DEVICE_MAILBOX);
+    println!("{shown}");
+    assert!(ok, "{shown}");
+    assert!(shown.contains("account device authorized"), "{shown}");
+    assert!(
+        setup.stored_secrets("device").refresh_token.is_some(),
+        "the refresh token is stored"
+    );
+
+    let out = setup.run(&["account", "verify", "device"]);
+    let shown = both(&out);
+    println!("{shown}");
+    assert!(out.status.success(), "{shown}\n{}", env().stack.log_tails());
+    assert!(shown.contains("ok      smtp auth xoauth2"), "{shown}");
+    assert!(
+        shown.contains("ok      imap authenticate xoauth2"),
+        "{shown}"
+    );
+    assert!(setup.list_line("device").contains("device_code"));
 }

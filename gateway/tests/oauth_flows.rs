@@ -50,6 +50,7 @@ fn settings(emulator: &Emulator, flow: Flow) -> OAuthSettings {
         ],
         extra_params: BTreeMap::new(),
         service_account_key: None,
+        extra_ca: None,
     }
 }
 

@@ -26,7 +26,8 @@ pub use sync::{SyncReport, sync_from_config};
 use crate::config::{AccountConfig, Config, ServerOverride};
 use crate::mail::{MailServer, Outcome, TlsSettings, VerifyReport, XOAuth2, verify_account};
 use crate::oauth::{
-    AccountHealth, OAuthSettings, ServiceAccountKey, TokenManager, TokenSet, TokenSink, now,
+    AccountHealth, OAuthSettings, ServiceAccountKey, TokenError, TokenManager, TokenSet, TokenSink,
+    now,
 };
 use crate::plugin::{Plugin, PluginSet};
 use crate::secrets::{AccountSecrets, MasterKey, Secret};
@@ -136,8 +137,9 @@ pub struct Verification {
     /// The mail check, when a token could be had.
     pub report: Option<VerifyReport>,
     /// Why no (working) token could be had: before the check, or when renewing a
-    /// token the servers refused. One line; the account's health says what kind.
-    pub token_error: Option<String>,
+    /// token the servers refused. Its variant says what kind (re-authorise, fix the
+    /// settings, try later), as the account's health does.
+    pub token_error: Option<TokenError>,
     /// The check ran twice: the servers refused the cached token, a new one was
     /// obtained, and `report` is the second run.
     pub retried: bool,
@@ -152,7 +154,7 @@ impl Verification {
     /// One line saying why it failed, for the account's `last_error`.
     pub fn failure_summary(&self) -> Option<String> {
         if let Some(err) = &self.token_error {
-            return Some(err.clone());
+            return Some(err.to_string());
         }
         let step = self.report.as_ref()?.first_failure()?;
         match &step.outcome {
@@ -257,7 +259,7 @@ impl Account {
             Err(err) => {
                 return Verification {
                     report: None,
-                    token_error: Some(err.to_string()),
+                    token_error: Some(err),
                     retried: false,
                 };
             }
@@ -279,7 +281,7 @@ impl Account {
             },
             Err(err) => Verification {
                 report: Some(report),
-                token_error: Some(err.to_string()),
+                token_error: Some(err),
                 retried: false,
             },
         }
@@ -291,9 +293,10 @@ impl Account {
     }
 }
 
-/// The token set a manager starts from: the stored access token (if any) and refresh
-/// token. The issue time is not stored; an hour before expiry is what providers
-/// issue, and it only affects when the background refresh is scheduled.
+/// The token set a manager starts from: the stored access token (if any), its issue
+/// time and the refresh token. Blobs sealed before the issue time was stored get an
+/// estimate, an hour before expiry (what providers issue); it only affects when the
+/// background refresh is scheduled.
 fn initial_tokens(secrets: &AccountSecrets) -> Option<TokenSet> {
     const TYPICAL_LIFETIME: i64 = 3600;
     if secrets.access_token.is_none() && secrets.refresh_token.is_none() {
@@ -312,7 +315,10 @@ fn initial_tokens(secrets: &AccountSecrets) -> Option<TokenSet> {
             .unwrap_or_else(|| Secret::new(String::new())),
         refresh_token: secrets.refresh_token.clone(),
         expires_at,
-        issued_at: (expires_at - TYPICAL_LIFETIME).min(now()),
+        issued_at: match (&secrets.access_token, secrets.access_token_issued_at) {
+            (Some(_), Some(issued_at)) => issued_at,
+            _ => (expires_at - TYPICAL_LIFETIME).min(now()),
+        },
     })
 }
 
@@ -432,5 +438,110 @@ pub fn remove(store: &dyn Store, id: &str) -> Result<bool, AccountError> {
             Err(AccountError::ConfigOwned { id: id.to_owned() })
         }
         Some(_) => Ok(store.remove_account(id)?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    fn stored_row(store: &dyn Store, key: &MasterKey, secrets: &AccountSecrets) -> AccountRow {
+        let at = now();
+        let row = AccountRow {
+            id: "mail".into(),
+            provider: "office365".into(),
+            address: "gate@example.com".into(),
+            state: AccountState::Active,
+            last_error: None,
+            token_expires_at: None,
+            secrets: Some(secrets.seal(key, "mail")),
+            settings: None,
+            origin: AccountOrigin::Cli,
+            created_at: at,
+            updated_at: at,
+        };
+        store.upsert_account(&row).unwrap();
+        row
+    }
+
+    fn reopened(store: &dyn Store, key: &MasterKey) -> AccountSecrets {
+        let row = store.get_account("mail").unwrap().unwrap();
+        AccountSecrets::open(key, "mail", row.secrets.as_deref().unwrap()).unwrap()
+    }
+
+    /// A 10-minute token refreshed after a restart is refreshed on its own schedule
+    /// (two minutes before expiry), not on that of an assumed hour-long token.
+    #[test]
+    fn the_stored_issue_time_schedules_the_refresh_after_a_restart() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let key = Arc::new(MasterKey::from_bytes([9; 32]));
+        stored_row(store.as_ref(), &key, &AccountSecrets::default());
+        let issued_at = now() - 60;
+        let tokens = TokenSet {
+            access_token: Secret::new("access-1".into()),
+            refresh_token: Some(Secret::new("refresh-1".into())),
+            expires_at: issued_at + 600,
+            issued_at,
+        };
+        StoreTokenSink::new(Arc::clone(&store), Arc::clone(&key))
+            .save_tokens("mail", &tokens)
+            .unwrap();
+
+        let secrets = reopened(store.as_ref(), &key);
+        assert_eq!(secrets.access_token_issued_at, Some(issued_at));
+        let restored = initial_tokens(&secrets).unwrap();
+        assert_eq!(restored.issued_at, issued_at);
+        assert_eq!(restored.expires_at, issued_at + 600);
+        assert_eq!(restored.refresh_at(), tokens.refresh_at());
+        assert_eq!(restored.refresh_at(), issued_at + 600 - 120);
+    }
+
+    /// A blob sealed before the issue time was stored still gives a usable set, with
+    /// the hour-before-expiry estimate.
+    #[test]
+    fn an_old_blob_without_the_issue_time_falls_back_to_the_estimate() {
+        let expires_at = now() + 1800;
+        let secrets = AccountSecrets {
+            access_token: Some(Secret::new("access-1".into())),
+            refresh_token: Some(Secret::new("refresh-1".into())),
+            access_token_expires_at: Some(expires_at),
+            ..AccountSecrets::default()
+        };
+        let restored = initial_tokens(&secrets).unwrap();
+        assert_eq!(restored.issued_at, expires_at - 3600);
+        assert!(restored.is_fresh(now()));
+
+        // Only a refresh token: stale at once, so the first use refreshes.
+        let refresh_only = AccountSecrets {
+            refresh_token: Some(Secret::new("refresh-1".into())),
+            access_token_issued_at: Some(now()),
+            ..AccountSecrets::default()
+        };
+        let restored = initial_tokens(&refresh_only).unwrap();
+        assert!(!restored.is_fresh(now()));
+        assert!(initial_tokens(&AccountSecrets::default()).is_none());
+    }
+
+    /// The token error stays typed up to the caller, and the summary stored as the
+    /// account's last error is its message.
+    #[test]
+    fn a_verification_keeps_the_typed_token_error() {
+        let verification = Verification {
+            report: None,
+            token_error: Some(TokenError::ReauthRequired {
+                account: "mail".into(),
+                reason: "invalid_grant".into(),
+            }),
+            retried: false,
+        };
+        assert!(!verification.is_ok());
+        assert!(matches!(
+            verification.token_error,
+            Some(TokenError::ReauthRequired { .. })
+        ));
+        let summary = verification.failure_summary().unwrap();
+        assert!(summary.contains("re-authorisation"), "{summary}");
+        assert!(summary.contains("invalid_grant"), "{summary}");
     }
 }

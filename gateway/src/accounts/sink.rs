@@ -60,6 +60,7 @@ impl crate::oauth::TokenSink for StoreTokenSink {
             secrets.refresh_token = Some(refresh.clone());
         }
         secrets.access_token_expires_at = Some(tokens.expires_at);
+        secrets.access_token_issued_at = Some(tokens.issued_at);
         row.secrets = Some(secrets.seal(&self.key, account_id));
         row.token_expires_at = Some(tokens.expires_at);
         row.updated_at = now();

@@ -135,6 +135,7 @@ pub fn sync_from_config(
                     secrets.access_token = None;
                     secrets.refresh_token = None;
                     secrets.access_token_expires_at = None;
+                    secrets.access_token_issued_at = None;
                     row.token_expires_at = None;
                     row.state = AccountState::Active;
                     row.last_error = None;

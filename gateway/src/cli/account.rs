@@ -17,7 +17,7 @@ use crate::config::{
     AccountConfig, AccountOverrides, AuthResultsConfig, AuthResultsPolicy, Config, ConfigProblem,
     SecretSource, ServerOverride,
 };
-use crate::oauth::{AuthorizationRequest, RedirectListener, poll_device, start_device};
+use crate::oauth::{AuthorizationRequest, RedirectListener, TokenError, poll_device, start_device};
 use crate::plugin::PluginSet;
 use crate::preflight;
 use crate::secrets::{MasterKey, resolve_key_path};
@@ -119,7 +119,7 @@ pub struct AddArgs {
     /// IMAP TLS: implicit or starttls.
     #[arg(long, value_parser = parse_tls)]
     pub imap_tls: Option<TlsMode>,
-    /// Extra PEM CA trusted for this account's mail servers.
+    /// Extra PEM CA trusted for this account's mail servers and OAuth endpoints.
     #[arg(long, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
     /// How replies' Authentication-Results are trusted: require (default), prefer, off.
@@ -466,9 +466,9 @@ fn finish_verification(ctx: &Context, account: &Account, outcome: Verification) 
         eprintln!("error: token: {err}");
         if let Ok(row) = ctx.row(&account.id) {
             eprintln!("account {} is now {}", account.id, row.state);
-            if row.state == crate::store::AccountState::ReauthRequired {
-                eprintln!("run `mailgate account authorize {}`", account.id);
-            }
+        }
+        if matches!(err, TokenError::ReauthRequired { .. }) {
+            eprintln!("run `mailgate account authorize {}`", account.id);
         }
     } else if let Some(summary) = outcome.failure_summary() {
         record_error(ctx, &account.id, &summary);

@@ -204,7 +204,7 @@ fn server_name(server: &MailServer, step: &'static str) -> Result<ServerName<'st
     })
 }
 
-fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, MailError> {
+pub(crate) fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, MailError> {
     let pem = std::fs::read(path).map_err(|source| MailError::CaFileUnreadable {
         path: path.to_path_buf(),
         source,

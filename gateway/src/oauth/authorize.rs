@@ -88,7 +88,7 @@ impl AuthorizationRequest {
         let redirect = RedirectUrl::new(self.redirect_uri.clone())
             .map_err(|e| OAuthError::Settings(format!("redirect URI: {e}")))?;
         let client = authorize_client(settings)?.set_redirect_uri(redirect);
-        let http = StatusRecorder::new()?;
+        let http = StatusRecorder::new(settings)?;
         let sender = |req| {
             let http = http.clone();
             async move { http.send(req).await }

@@ -85,15 +85,43 @@ pub(super) fn authorize_client(
     Ok(base_client(settings)?.set_auth_uri(auth_url))
 }
 
-/// The HTTP client for token endpoints: no redirects (an OAuth endpoint that redirects
-/// is misconfigured or hostile), bounded time.
-pub(super) fn http_client() -> Result<oauth2::reqwest::Client, OAuthError> {
-    oauth2::reqwest::Client::builder()
+/// The HTTP client for the OAuth endpoints of `settings`' account: no redirects (an
+/// OAuth endpoint that redirects is misconfigured or hostile), bounded time, and the
+/// account's extra CA trusted besides the built-in roots.
+pub(super) fn http_client(settings: &OAuthSettings) -> Result<oauth2::reqwest::Client, OAuthError> {
+    let mut builder = oauth2::reqwest::Client::builder()
         .redirect(oauth2::reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| OAuthError::Settings(format!("HTTP client: {e}")))
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(path) = &settings.extra_ca {
+        // Read and parsed here, the way the mail servers' TLS reads it: reqwest with
+        // rustls parses PEM only in `build` and silently trusts nothing from a file
+        // that holds no certificate, which would surface later as an unknown issuer.
+        let certs = crate::mail::tls::read_ca_file(path)
+            .map_err(|e| OAuthError::Settings(format!("account {:?}: {e}", settings.account_id)))?;
+        for cert in certs {
+            let cert = oauth2::reqwest::Certificate::from_der(cert.as_ref()).map_err(|e| {
+                OAuthError::Settings(format!(
+                    "account {:?}: the extra CA file {} is not usable: {e}",
+                    settings.account_id,
+                    path.display()
+                ))
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| {
+        OAuthError::Settings(match &settings.extra_ca {
+            // The certificates are turned into trust anchors only now.
+            Some(path) => format!(
+                "account {:?}: HTTP client with the extra CA file {}: {}",
+                settings.account_id,
+                path.display(),
+                error_chain(&e)
+            ),
+            None => format!("HTTP client: {}", error_chain(&e)),
+        })
+    })
 }
 
 /// Sends one request and remembers the HTTP status, which `oauth2` drops.
@@ -104,9 +132,9 @@ pub(super) struct StatusRecorder {
 }
 
 impl StatusRecorder {
-    pub(super) fn new() -> Result<Self, OAuthError> {
+    pub(super) fn new(settings: &OAuthSettings) -> Result<Self, OAuthError> {
         Ok(Self {
-            http: http_client()?,
+            http: http_client(settings)?,
             status: Arc::new(AtomicU16::new(0)),
         })
     }
@@ -210,7 +238,7 @@ pub(super) fn token_set(
 /// The client-credentials grant (RFC 6749 §4.4).
 pub async fn client_credentials(settings: &OAuthSettings) -> Result<TokenSet, OAuthError> {
     let client = base_client(settings)?;
-    let http = StatusRecorder::new()?;
+    let http = StatusRecorder::new(settings)?;
     let mut request = client.exchange_client_credentials();
     for scope in &settings.scopes {
         request = request.add_scope(Scope::new(scope.clone()));
@@ -236,7 +264,7 @@ pub async fn refresh(
     refresh_token: &Secret,
 ) -> Result<TokenSet, OAuthError> {
     let client = base_client(settings)?;
-    let http = StatusRecorder::new()?;
+    let http = StatusRecorder::new(settings)?;
     let token = RefreshToken::new(refresh_token.expose().to_owned());
     let mut request = client.exchange_refresh_token(&token);
     for scope in &settings.scopes {
@@ -251,4 +279,100 @@ pub async fn refresh(
         .await
         .map_err(|e| token_error(&settings.endpoints.token, http.last_status(), e))?;
     Ok(token_set(&response, Some(refresh_token)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+    use std::path::PathBuf;
+
+    use mailgate_sdk::Flow;
+
+    use super::*;
+    use crate::oauth::ResolvedEndpoints;
+
+    // The unit-test CA of `mail::tls` (EC P-256, key thrown away): a usable PEM file.
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBpzCCAU2gAwIBAgIUbCR/1J4dhmkA6aPplcs2+F9MmygwCgYIKoZIzj0EAwIw
+IDEeMBwGA1UEAwwVbWFpbGdhdGUgdW5pdC10ZXN0IENBMCAXDTI2MTEyMjA0MzE1
+NVoYDzIxMjYxMDI5MDQzMTU1WjAgMR4wHAYDVQQDDBVtYWlsZ2F0ZSB1bml0LXRl
+c3QgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAQLlLxgX2QT1UOwZAklVzt5
+XAdfie93uKT+IZV/FaF0vuJfvmm1CCIS6DKfWyxJ3c6FmmAcYb30Ej/zIX/rW7Zr
+o2MwYTAdBgNVHQ4EFgQU1Hc9+cI8Zet0JgZGBGFaM5NOLHkwHwYDVR0jBBgwFoAU
+1Hc9+cI8Zet0JgZGBGFaM5NOLHkwDwYDVR0TAQH/BAUwAwEB/zAOBgNVHQ8BAf8E
+BAMCAgQwCgYIKoZIzj0EAwIDSAAwRQIhAPCis13pKbXOdKM9oZvsEkOaqS64Noeu
+lg2Dm3AdltOCAiAUiIbxqgoXfdmtsuzTwPPQhW2VRwC2aY8rWcFFoKGYsA==
+-----END CERTIFICATE-----
+";
+
+    fn settings(extra_ca: Option<PathBuf>) -> OAuthSettings {
+        OAuthSettings {
+            account_id: "corp".into(),
+            address: "gate@example.com".into(),
+            flow: Flow::ClientCredentials,
+            client_id: Some("app".into()),
+            client_secret: Some(Secret::new("s".into())),
+            endpoints: ResolvedEndpoints {
+                authorize: None,
+                // Nothing listens on the discard port; no test here gets that far
+                // except the one that expects the connection to fail.
+                token: "https://127.0.0.1:9/token".into(),
+                device_authorization: None,
+            },
+            scopes: vec![],
+            extra_params: Default::default(),
+            service_account_key: None,
+            extra_ca,
+        }
+    }
+
+    fn settings_error(result: Result<impl Sized, OAuthError>) -> String {
+        match result {
+            Err(OAuthError::Settings(message)) => message,
+            Err(other) => panic!("not a settings error: {other}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn a_missing_extra_ca_file_is_named() {
+        let path = PathBuf::from("/nonexistent/oauth-ca.pem");
+        let message = settings_error(http_client(&settings(Some(path))));
+        assert!(message.contains("/nonexistent/oauth-ca.pem"), "{message}");
+        assert!(message.contains("\"corp\""), "{message}");
+    }
+
+    #[test]
+    fn an_extra_ca_file_without_a_certificate_is_named() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(b"this is not a certificate\n").unwrap();
+        let message = settings_error(http_client(&settings(Some(file.path().into()))));
+        assert!(
+            message.contains(&file.path().display().to_string()),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_usable_extra_ca_file_builds_a_client() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(TEST_CA.as_bytes()).unwrap();
+        http_client(&settings(Some(file.path().into()))).unwrap();
+        http_client(&settings(None)).unwrap();
+    }
+
+    /// The flows build their client through the account's settings: a bad CA file
+    /// stops a token request before anything is sent, naming the file.
+    #[tokio::test]
+    async fn a_token_request_with_a_bad_extra_ca_names_the_file() {
+        let path = PathBuf::from("/nonexistent/oauth-ca.pem");
+        let message = settings_error(client_credentials(&settings(Some(path.clone()))).await);
+        assert!(message.contains("/nonexistent/oauth-ca.pem"), "{message}");
+        let message =
+            settings_error(refresh(&settings(Some(path)), &Secret::new("r".into())).await);
+        assert!(message.contains("/nonexistent/oauth-ca.pem"), "{message}");
+        // Without it the same request gets as far as the network.
+        let err = client_credentials(&settings(None)).await.unwrap_err();
+        assert!(matches!(err, OAuthError::Unreachable { .. }), "{err}");
+    }
 }

@@ -36,7 +36,7 @@ pub async fn start_device(settings: &OAuthSettings) -> Result<DeviceAuthorizatio
     let url = DeviceAuthorizationUrl::new(url)
         .map_err(|e| OAuthError::Settings(format!("device authorization URL: {e}")))?;
     let client = base_client(settings)?.set_device_authorization_url(url);
-    let http = StatusRecorder::new()?;
+    let http = StatusRecorder::new(settings)?;
     let sender = |req| {
         let http = http.clone();
         async move { http.send(req).await }
@@ -72,7 +72,7 @@ pub async fn poll_device(
     authorization: &DeviceAuthorization,
 ) -> Result<TokenSet, OAuthError> {
     let client = base_client(settings)?;
-    let http = StatusRecorder::new()?;
+    let http = StatusRecorder::new(settings)?;
     let sender = |req| {
         let http = http.clone();
         async move { http.send(req).await }

@@ -17,7 +17,7 @@ pub use authorize::{AuthorizationRequest, RedirectListener};
 pub use client::{client_credentials, refresh};
 pub use device::{DeviceAuthorization, poll_device, start_device};
 pub use error::OAuthError;
-pub use manager::{AccountHealth, TokenManager, TokenSink};
+pub use manager::{AccountHealth, TokenError, TokenManager, TokenSink};
 pub use service_account::{ServiceAccountKey, service_account_token};
 pub use settings::{OAuthSettings, ResolvedEndpoints};
 

@@ -136,7 +136,7 @@ pub async fn service_account_token(settings: &OAuthSettings) -> Result<TokenSet,
         .header(http::header::ACCEPT, "application/json")
         .body(body.into_bytes())
         .map_err(|e| OAuthError::Settings(format!("token URL {token_url}: {e}")))?;
-    let http = StatusRecorder::new()?;
+    let http = StatusRecorder::new(settings)?;
     let response = http
         .send(request)
         .await

@@ -2,6 +2,7 @@
 //! by the account's configuration, with `{tenant}` filled in.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use mailgate_sdk::descriptor::expand_tenant;
 use mailgate_sdk::{Flow, ProviderDescriptor};
@@ -43,6 +44,10 @@ pub struct OAuthSettings {
     pub extra_params: BTreeMap<String, String>,
     /// The Google service-account key, for `service_account`.
     pub service_account_key: Option<ServiceAccountKey>,
+    /// A PEM file of CA certificates trusted, besides the built-in roots, for the
+    /// HTTPS calls to the OAuth endpoints: the account's `overrides.ca_file`, which a
+    /// private CA in front of the mail servers usually also signs the IdP with.
+    pub extra_ca: Option<PathBuf>,
 }
 
 impl OAuthSettings {
@@ -100,6 +105,7 @@ impl OAuthSettings {
             scopes: o.scopes.clone().unwrap_or_else(|| spec.scopes.clone()),
             extra_params: spec.extra_params.clone(),
             service_account_key,
+            extra_ca: o.ca_file.clone(),
         })
     }
 
@@ -111,5 +117,49 @@ impl OAuthSettings {
                 self.account_id, self.flow
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn descriptor() -> ProviderDescriptor {
+        serde_json::from_str(
+            r#"{"id": "corp-idp", "display_name": "Corp IdP",
+                "endpoints": {"token": "https://idp.example.com/token"},
+                "flows": [{"flow": "client_credentials", "scopes": ["mail"]}],
+                "xoauth2_username": "{address}",
+                "smtp": {"host": "smtp.example.com", "port": 587, "tls": "starttls"},
+                "imap": {"host": "imap.example.com", "port": 993, "tls": "implicit"}}"#,
+        )
+        .unwrap()
+    }
+
+    fn account(extra: &str) -> AccountConfig {
+        let text = format!(
+            "[[accounts]]\nid = \"corp\"\nprovider = \"corp-idp\"\naddress = \"a@example.com\"\n\
+             flow = \"client_credentials\"\nclient_id = \"app\"\n\
+             client_secret = {{ env = \"CORP_SECRET\" }}\nauth_results = {{ policy = \"off\" }}\n\
+             {extra}"
+        );
+        let mut config = Config::parse_unchecked(&text, Path::new("test.toml")).unwrap();
+        config.accounts.remove(0)
+    }
+
+    /// The account's extra CA is the one its OAuth calls trust too.
+    #[test]
+    fn the_accounts_ca_file_is_trusted_for_oauth() {
+        let with = account("overrides = { ca_file = \"/etc/mailgate/corp-ca.pem\" }\n");
+        let settings = OAuthSettings::resolve(&with, &descriptor(), None, None).unwrap();
+        assert_eq!(
+            settings.extra_ca.as_deref(),
+            Some(Path::new("/etc/mailgate/corp-ca.pem"))
+        );
+        let without = OAuthSettings::resolve(&account(""), &descriptor(), None, None).unwrap();
+        assert_eq!(without.extra_ca, None);
     }
 }

@@ -21,6 +21,10 @@ pub struct AccountSecrets {
     pub access_token: Option<Secret>,
     /// When `access_token` expires, in Unix seconds.
     pub access_token_expires_at: Option<i64>,
+    /// When `access_token` was issued, in Unix seconds: the background refresh is
+    /// scheduled from the token's real lifetime. `None` in blobs written before it
+    /// was stored.
+    pub access_token_issued_at: Option<i64>,
     /// Google service account private key (PEM), when stored rather than read from
     /// `service_account_key_file`.
     pub private_key_pem: Option<Secret>,
@@ -101,6 +105,9 @@ struct Wire {
     access_token: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     access_token_expires_at: Option<i64>,
+    // `default`: blobs sealed before this field existed still open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    access_token_issued_at: Option<i64>,
     #[serde(default, with = "opt_secret", skip_serializing_if = "Option::is_none")]
     private_key_pem: Option<Secret>,
 }
@@ -146,6 +153,7 @@ mod tests {
             refresh_token: Some(Secret::new(REFRESH.to_owned())),
             access_token: Some(Secret::new(ACCESS.to_owned())),
             access_token_expires_at: Some(1_767_225_600),
+            access_token_issued_at: Some(1_767_222_000),
             private_key_pem: Some(Secret::new(PEM.to_owned())),
         }
     }
@@ -190,6 +198,7 @@ mod tests {
         assert_eq!(exposed(&opened.refresh_token), Some(REFRESH));
         assert_eq!(exposed(&opened.access_token), Some(ACCESS));
         assert_eq!(opened.access_token_expires_at, Some(1_767_225_600));
+        assert_eq!(opened.access_token_issued_at, Some(1_767_222_000));
         assert_eq!(exposed(&opened.private_key_pem), Some(PEM));
 
         let empty = AccountSecrets::default().seal(&key, "corp");
@@ -197,6 +206,21 @@ mod tests {
         assert!(opened.client_secret.is_none() && opened.refresh_token.is_none());
         assert!(opened.access_token.is_none() && opened.private_key_pem.is_none());
         assert_eq!(opened.access_token_expires_at, None);
+        assert_eq!(opened.access_token_issued_at, None);
+    }
+
+    #[test]
+    fn a_blob_without_the_issue_time_still_opens() {
+        // What a mailgate that did not store the issue time sealed.
+        let key = key();
+        let blob = key.seal(
+            "corp",
+            br#"{"access_token":"a","access_token_expires_at":1767225600}"#,
+        );
+        let opened = AccountSecrets::open(&key, "corp", &blob).unwrap();
+        assert_eq!(exposed(&opened.access_token), Some("a"));
+        assert_eq!(opened.access_token_expires_at, Some(1_767_225_600));
+        assert_eq!(opened.access_token_issued_at, None);
     }
 
     #[test]
