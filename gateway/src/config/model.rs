@@ -321,8 +321,8 @@ pub struct AccountOverrides {
     /// `[accounts.overrides.imap]`: IMAP server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub imap: Option<ServerOverride>,
-    /// PEM CA bundle trusted for this account's HTTPS, SMTP and IMAP connections instead
-    /// of the system store (private CAs, tests). Must exist.
+    /// PEM CA bundle trusted for this account's HTTPS, SMTP and IMAP connections in
+    /// addition to the built-in roots (private CAs, tests). Must exist.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
 }
