@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod mail;
 pub mod oauth;
+pub mod outbox;
 pub mod plugin;
 pub mod preflight;
 pub mod render;

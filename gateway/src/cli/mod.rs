@@ -2,6 +2,7 @@
 //! Each subcommand prints for a human and returns the process exit code.
 
 mod account;
+mod api_key;
 mod check_config;
 mod key;
 mod plugins;
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub use account::{AccountCommand, AddArgs};
+pub use api_key::ApiKeyCommand;
 
 use crate::config::{self, Config, ConfigError};
 use crate::plugin::{LoadPolicy, PluginSet};
@@ -65,6 +67,9 @@ pub enum Command {
     /// Register, connect, check and remove mailbox accounts.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Create, list and revoke HTTP API keys.
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
 }
 
 /// `mailgate key …`
@@ -107,6 +112,7 @@ pub fn run(cli: Cli) -> ExitCode {
             key::generate(&out.unwrap_or_else(|| key::default_path(&cli.config)))
         }
         Command::Account(command) => account::run(&cli.config, command),
+        Command::ApiKey(command) => api_key::run(&cli.config, command),
     }
 }
 

@@ -20,8 +20,8 @@ pub use error::{ConfigError, ConfigProblem, SecretError};
 pub use model::{
     AccountConfig, AccountOverrides, AdminConfig, AuthResultsConfig, AuthResultsPolicy,
     CallbacksConfig, Config, DEFAULT_KEY_FILE, DefaultsConfig, KEY_CREDENTIAL_NAME, ListenerTls,
-    PluginsConfig, SUPPORTED_LOCALES, SecretSource, SecretsConfig, ServerConfig, ServerOverride,
-    StoreConfig, TemplatesConfig,
+    OutboxConfig, PluginsConfig, SUPPORTED_LOCALES, SecretSource, SecretsConfig, ServerConfig,
+    ServerOverride, StoreConfig, TemplatesConfig,
 };
 pub use validate::is_valid_email;
 
@@ -268,6 +268,29 @@ auth_results = { policy = "off" }
             "{}",
             found[2]
         );
+    }
+
+    #[test]
+    fn outbox_defaults_and_range_problems_are_located() {
+        let config = Config::parse_unchecked("", origin()).unwrap();
+        assert_eq!(config.outbox.workers, 4);
+        assert_eq!(config.outbox.give_up_after_secs, 172_800);
+        let text = "[outbox]\nworkers = 0\nsend_timeout_secs = 100\nlease_secs = 150\n\
+                    retry_initial_secs = 50\nretry_max_secs = 10\n";
+        let found = problems(Config::parse_unchecked(text, origin()));
+        assert_eq!(
+            locations(&found),
+            [
+                "outbox.workers",
+                "outbox.lease_secs",
+                "outbox.retry_max_secs"
+            ],
+            "{found:#?}"
+        );
+        assert_eq!(found[0].line, Some(2));
+        assert!(found[1].message.contains("twice"), "{}", found[1]);
+        let found = problems(Config::parse_unchecked("[outbox]\nworker = 2\n", origin()));
+        assert_eq!(locations(&found), ["outbox.worker"], "{found:#?}");
     }
 
     #[test]

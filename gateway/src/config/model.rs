@@ -52,6 +52,9 @@ pub struct Config {
     /// `[templates]`: the admin's replacements for the shipped email templates.
     #[serde(default)]
     pub templates: TemplatesConfig,
+    /// `[outbox]`: how queued messages are sent and retried.
+    #[serde(default)]
+    pub outbox: OutboxConfig,
     /// `[[accounts]]`: the mailboxes mail is sent from and replies are read from, one
     /// `[[accounts]]` table each.
     #[serde(default)]
@@ -218,6 +221,53 @@ pub struct TemplatesConfig {
     /// exist. Absent (the default): only the templates built into the binary are used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
+}
+
+/// `[outbox]`: how queued messages are sent, retried and given up on.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Messages sent at the same time (SMTP transactions in flight), 1 to 64. Default 4.
+    pub workers: u32,
+    /// Longest one SMTP send may take (connect, AUTH, MAIL, RCPT, DATA), in seconds:
+    /// 5 to 600. A send that takes longer is retried later. Default 60.
+    pub send_timeout_secs: u64,
+    /// How long a message stays leased to the process sending it, in seconds; after
+    /// that another process may take it over (and may send a second copy). Must be
+    /// more than twice `send_timeout_secs` (a send may be retried once with a new
+    /// token), at most 86400. Default 300.
+    pub lease_secs: u64,
+    /// First delay before retrying a message the server deferred (4xx) or that could
+    /// not be sent (connection, timeout), in seconds: 1 to 3600. It doubles with each
+    /// attempt, up to `retry_max_secs`, with random jitter. Default 5.
+    pub retry_initial_secs: u64,
+    /// Longest delay between retries, in seconds: `retry_initial_secs` to 86400.
+    /// Default 600.
+    pub retry_max_secs: u64,
+    /// How often messages of an account that needs re-authorisation (or whose
+    /// settings are broken) are looked at again, in seconds: 1 to 86400. They wait,
+    /// they are not failed. Default 300.
+    pub parked_retry_secs: u64,
+    /// A message still not delivered this long after it was queued goes to the dead
+    /// letter (`dead`) at its next failed attempt, in seconds: 60 to 2592000 (30
+    /// days). Time an account spends waiting for re-authorisation does not end a
+    /// message: it is only given up on after a real attempt failed. Default 172800
+    /// (2 days).
+    pub give_up_after_secs: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            workers: 4,
+            send_timeout_secs: 60,
+            lease_secs: 300,
+            retry_initial_secs: 5,
+            retry_max_secs: 600,
+            parked_retry_secs: 300,
+            give_up_after_secs: 2 * 24 * 3600,
+        }
+    }
 }
 
 /// One `[[accounts]]` table: a mailbox mail is sent from and replies are read from.

@@ -16,8 +16,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use super::error::{ConfigError, ConfigProblem, SecretError};
 use super::model::{
     AccountConfig, AdminConfig, AuthResultsPolicy, CallbacksConfig, Config, DefaultsConfig,
-    PluginsConfig, SUPPORTED_LOCALES, SecretSource, SecretsConfig, ServerConfig, ServerOverride,
-    StoreConfig, TemplatesConfig,
+    OutboxConfig, PluginsConfig, SUPPORTED_LOCALES, SecretSource, SecretsConfig, ServerConfig,
+    ServerOverride, StoreConfig, TemplatesConfig,
 };
 
 /// How far validation goes beyond the text itself.
@@ -30,7 +30,7 @@ pub(crate) enum Checks {
     Environment,
 }
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "server",
     "store",
     "secrets",
@@ -39,6 +39,7 @@ const SECTIONS: [&str; 9] = [
     "callbacks",
     "admin",
     "templates",
+    "outbox",
     "accounts",
 ];
 
@@ -443,6 +444,7 @@ struct Sections {
     callbacks: Option<CallbacksConfig>,
     admin: Option<AdminConfig>,
     templates: Option<TemplatesConfig>,
+    outbox: Option<OutboxConfig>,
     /// One entry per `[[accounts]]` table; `None` if `accounts` is not an array.
     accounts: Option<Vec<Option<AccountConfig>>>,
 }
@@ -528,6 +530,7 @@ impl Sections {
             callbacks: section(doc, report, "callbacks"),
             admin: section(doc, report, "admin"),
             templates: section(doc, report, "templates"),
+            outbox: section(doc, report, "outbox"),
             accounts: accounts(doc, report),
         }
     }
@@ -542,6 +545,7 @@ impl Sections {
             callbacks: self.callbacks?,
             admin: self.admin?,
             templates: self.templates?,
+            outbox: self.outbox?,
             accounts: self.accounts?.into_iter().collect::<Option<Vec<_>>>()?,
         })
     }
@@ -581,6 +585,9 @@ impl Sections {
         }
         if let Some(defaults) = &self.defaults {
             check_defaults(report, defaults);
+        }
+        if let Some(outbox) = &self.outbox {
+            check_outbox(report, outbox);
         }
         if let Some(admin) = &self.admin {
             let at = At::default().key("admin").key("alert_addresses");
@@ -716,6 +723,78 @@ fn check_defaults(report: &mut Report<'_, '_>, defaults: &DefaultsConfig) {
                 "{} is out of range; use {MIN_EXPIRY_SECONDS} (1 minute) to \
                  {MAX_EXPIRY_SECONDS} (30 days)",
                 defaults.approval_expiry_seconds
+            ),
+        );
+    }
+}
+
+fn check_outbox(report: &mut Report<'_, '_>, outbox: &OutboxConfig) {
+    const DAY: u64 = 24 * 3600;
+    let at = At::default().key("outbox");
+    let mut range = |key: &str, value: u64, min: u64, max: u64, unit: &str| {
+        if !(min..=max).contains(&value) {
+            report.push(
+                &at.key(key),
+                format!("{value} is out of range; use {min} to {max} {unit}"),
+            );
+        }
+    };
+    range(
+        "workers",
+        u64::from(outbox.workers),
+        1,
+        64,
+        "sends at a time",
+    );
+    range(
+        "send_timeout_secs",
+        outbox.send_timeout_secs,
+        5,
+        600,
+        "seconds",
+    );
+    range("lease_secs", outbox.lease_secs, 1, DAY, "seconds");
+    range(
+        "retry_initial_secs",
+        outbox.retry_initial_secs,
+        1,
+        3600,
+        "seconds",
+    );
+    range("retry_max_secs", outbox.retry_max_secs, 1, DAY, "seconds");
+    range(
+        "parked_retry_secs",
+        outbox.parked_retry_secs,
+        1,
+        DAY,
+        "seconds",
+    );
+    range(
+        "give_up_after_secs",
+        outbox.give_up_after_secs,
+        60,
+        30 * DAY,
+        "seconds",
+    );
+    // A lease that runs out during a send lets another process take the message and
+    // send a second copy; one job may send twice (a retry after a token refresh).
+    if outbox.lease_secs <= outbox.send_timeout_secs.saturating_mul(2) {
+        report.push(
+            &at.key("lease_secs"),
+            format!(
+                "{} must be more than twice send_timeout_secs ({}), or a message still \
+                 being sent could be taken over and sent twice",
+                outbox.lease_secs, outbox.send_timeout_secs
+            ),
+        );
+    }
+    if outbox.retry_max_secs < outbox.retry_initial_secs {
+        report.push(
+            &at.key("retry_max_secs"),
+            format!(
+                "{} is less than retry_initial_secs ({}); the longest delay cannot be \
+                 shorter than the first",
+                outbox.retry_max_secs, outbox.retry_initial_secs
             ),
         );
     }

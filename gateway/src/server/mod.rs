@@ -1,8 +1,9 @@
 //! `mailgate serve`: the long-running gateway. [`run`] starts every task (the HTTP
-//! listener, one token manager per account) and stops them all through one shutdown
-//! path, as mini-redis does: the caller decides what "shut down" means (a signal in
-//! `main`, a channel in tests).
+//! listener, one token manager per account, the outbox worker) and stops them all
+//! through one shutdown path, as mini-redis does: the caller decides what "shut down"
+//! means (a signal in `main`, a channel in tests).
 
+mod api;
 mod health;
 
 use std::future::Future;
@@ -15,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::accounts::Registry;
 use crate::config::Config;
+use crate::outbox::{Outbox, OutboxHandle, OutboxSettings};
 use crate::plugin::PluginSet;
 use crate::render::Templates;
 use crate::secrets::MasterKey;
@@ -68,6 +70,9 @@ pub enum ServeError {
 #[derive(Debug)]
 pub(crate) struct AppState {
     pub(crate) gateway: Gateway,
+    /// Wakes the outbox worker: call `wake()` after committing new messages.
+    // Read by the API handlers, which are being written alongside.
+    pub(crate) outbox: OutboxHandle,
 }
 
 /// Runs the gateway until `shutdown` resolves, then stops accepting, lets in-flight
@@ -89,7 +94,24 @@ pub async fn run(
         .map(|a| a.to_string())
         .unwrap_or_default();
     tracing::info!(%addr, accounts = gateway.registry.accounts().count(), "mailgate serving");
-    let state = Arc::new(AppState { gateway });
+    let outbox = OutboxHandle::new();
+    let state = Arc::new(AppState {
+        gateway,
+        outbox: outbox.clone(),
+    });
+    // The worker looks accounts up through the state (not a copy of the registry),
+    // so it sees whatever the gateway serves.
+    let accounts = Arc::clone(&state);
+    let worker = Outbox::new(
+        Arc::clone(&state.gateway.store),
+        Arc::clone(&state.gateway.key),
+        Arc::new(move |id: &str| accounts.gateway.registry.get(id).cloned()),
+        OutboxSettings::from_config(&state.gateway.config.outbox),
+        outbox,
+    );
+    // In `tasks` with the token managers: on shutdown it stops claiming and finishes
+    // its sends in flight before `run` returns.
+    tasks.spawn(worker.run(stopping.clone()));
     let app = router(state);
 
     let mut http_stopping = stopping.clone();
@@ -112,8 +134,13 @@ pub async fn run(
 }
 
 fn router(state: Arc<AppState>) -> Router {
+    // Over the limit → 413 before the handler sees more than the limit's worth.
+    let body_limit =
+        axum::extract::DefaultBodyLimit::max(state.gateway.config.server.max_body_bytes);
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(api::routes())
+        .layer(body_limit)
         .with_state(state)
 }
